@@ -47,6 +47,14 @@ options:
     description: Address the server binds.
     type: str
     default: 127.0.0.1
+  api_key_set:
+    description: Whether C(vllm_api_key) is set. The key itself never reaches this module.
+    type: bool
+    default: false
+  require_api_key:
+    description: Refuse a server bound beyond loopback without an API key.
+    type: bool
+    default: true
   port:
     description: Port the server listens on.
     type: raw
@@ -180,6 +188,8 @@ SETTINGS = (
     "model_path",
     "served_model_name",
     "host",
+    "api_key_set",
+    "require_api_key",
     "port",
     "tensor_parallel_size",
     "pipeline_parallel_size",
@@ -202,6 +212,8 @@ def argument_spec() -> dict:
         model_path=dict(type="str", required=True),
         served_model_name=dict(type="str", default=""),
         host=dict(type="str", default="127.0.0.1"),
+        api_key_set=dict(type="bool", default=False),
+        require_api_key=dict(type="bool", default=True),
         port=dict(type="raw", default=8000),
         tensor_parallel_size=dict(type="raw", default="auto"),
         pipeline_parallel_size=dict(type="raw", default=1),

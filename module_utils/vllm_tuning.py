@@ -158,7 +158,24 @@ def validate_inputs(s: dict[str, Any]) -> list[str]:
             _invalid("vllm_served_model_name", name, "must start with a letter or digit and hold no spaces or quotes")
         )
     errors.extend(validate_extra_args(s.get("extra_args")))
+    errors.extend(validate_api_key(s))
     return errors
+
+
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def validate_api_key(s: dict[str, Any]) -> list[str]:
+    """A server reachable from other hosts must require an API key, unless the user opts out."""
+    host = str(s.get("host") or "")
+    if is_loopback(host) or s.get("api_key_set") or not s.get("require_api_key", True):
+        return []
+    return [
+        f"vllm_api_key is empty but vllm_host={host!r} exposes the server beyond this host: set vllm_api_key "
+        "(from Ansible Vault), bind vllm_host to 127.0.0.1, or set vllm_require_api_key: false to serve "
+        "without authentication on purpose"
+    ]
 
 
 def validate_model(model: Any, exists: bool | None) -> list[str]:

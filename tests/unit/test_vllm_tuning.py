@@ -29,6 +29,8 @@ def settings(**over):
         "model_exists": None,
         "served_model_name": "",
         "host": "127.0.0.1",
+        "api_key_set": False,
+        "require_api_key": True,
         "port": 8000,
         "tensor_parallel_size": "auto",
         "pipeline_parallel_size": 1,
@@ -137,6 +139,17 @@ class TestFlagsAgainstInstalledVersion:
         assert out["errors"] == []
 
 
+class TestApiKey:
+    def test_wildcard_bind_with_a_key_is_accepted(self):
+        assert compute(settings(host="0.0.0.0", api_key_set=True), H100_X8)["errors"] == []
+
+    def test_loopback_needs_no_key(self):
+        assert compute(settings(host="127.0.0.1"), H100_X8)["errors"] == []
+
+    def test_opt_out_serves_without_a_key(self):
+        assert compute(settings(host="0.0.0.0", require_api_key=False), H100_X8)["errors"] == []
+
+
 class TestRendering:
     def test_systemd_quoting(self):
         assert systemd_quote("--port") == "--port"
@@ -189,6 +202,7 @@ VARIABLE_TO_SETTING = {
     "vllm_max_model_len": "max_model_len",
     "vllm_served_model_name": "served_model_name",
     "vllm_extra_args": "extra_args",
+    "vllm_host": "host",
 }
 
 
