@@ -1,0 +1,638 @@
+#!/usr/bin/python
+# Copyright: contributors to vllm-fleet
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module vllm_benchmark: load-test a vLLM server's OpenAI-compatible API and check the numbers."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vllm_benchmark
+short_description: Benchmark a vLLM server (throughput or latency) and check the results
+version_added: "1.0.0"
+description:
+  - Sends streaming requests to the OpenAI-compatible API of a vLLM server (C(/v1/completions) or
+    C(/v1/chat/completions)) and measures, per request, time to first token (TTFT), time per output token
+    (TPOT), inter-token latency (ITL) and end-to-end latency (E2E), with the definitions of
+    C(vllm bench serve) so that the numbers compare.
+  - TTFT is the time to the first streamed event carrying a token; ITL every gap between such events; E2E the
+    time to the last one; TPOT is (E2E - TTFT) / (output tokens - 1). Output tokens come from the server's
+    C(usage) (requested with C(stream_options.include_usage)); fixed output lengths use C(ignore_eos).
+  - In C(throughput) mode it sends O(num_prompts) requests at O(request_rate) (Poisson arrivals) with at most
+    O(max_concurrency) in flight; in C(latency) mode it sends O(num_requests) requests one at a time.
+  - Every failed request is counted with its reason; O(timeout) bounds each request and O(total_timeout) the
+    whole run, so a dead or stalling server ends the task in bounded time.
+  - Optionally checks O(thresholds) and compares with a O(baseline) result, and writes the result as JSON to
+    O(result_path) atomically.
+  - Runs on the host it is delegated to, with the standard library only; any load it sends goes to O(url).
+author:
+  - vllm-fleet contributors
+options:
+  url:
+    description: Base URL of the vLLM server, without C(/v1).
+    type: str
+    default: http://127.0.0.1:8000
+  model:
+    description:
+      - Model name to request (the server's C(--served-model-name)).
+      - When omitted, the first model listed by C(GET /v1/models) is used.
+    type: str
+  api_key:
+    description:
+      - API key, sent in an C(Authorization) header as a bearer token (the server's C(--api-key) or
+        C(VLLM_API_KEY)).
+      - Falls back to the environment variable C(VLLM_API_KEY) of the host the module runs on.
+    type: str
+  endpoint:
+    description: Which API to drive.
+    type: str
+    choices: [completions, chat]
+    default: completions
+  mode:
+    description:
+      - C(throughput) sends O(num_prompts) requests concurrently; C(latency) sends O(num_requests) one at a time.
+    type: str
+    choices: [throughput, latency]
+    default: throughput
+  num_prompts:
+    description: Number of measured requests in C(throughput) mode.
+    type: int
+    default: 100
+  max_concurrency:
+    description:
+      - Most requests in flight at once in C(throughput) mode, one keep-alive connection each.
+      - Unlimited when omitted (as in C(vllm bench serve)), capped at 1024 connections.
+    type: int
+  request_rate:
+    description:
+      - Requests per second, arriving as a Poisson process, or C(inf) to send them all at once
+        (bounded by O(max_concurrency)).
+    type: str
+    default: inf
+  num_requests:
+    description: Number of measured requests in C(latency) mode.
+    type: int
+    default: 10
+  warmup_requests:
+    description: Requests sent before measuring and not counted.
+    type: int
+    default: 0
+  dataset:
+    description:
+      - Where prompts come from.
+      - C(random) builds prompts of exactly O(input_len) tokens with the model's own tokenizer through the
+        server's C(/tokenize) and C(/detokenize) when they answer, else of O(input_len) random words
+        (RV(prompt_source) says which).
+      - C(sonnet) samples lines of Shakespeare's sonnets (shipped with the module) up to about O(input_len) tokens.
+      - C(sharegpt) uses the first turn of the conversations in the ShareGPT-format JSON file O(dataset_path).
+    type: str
+    choices: [random, sonnet, sharegpt]
+    default: random
+  dataset_path:
+    description: ShareGPT-format JSON file on the host the module runs on; required with O(dataset=sharegpt).
+    type: path
+  input_len:
+    description: Prompt length in tokens for C(random) and C(sonnet).
+    type: int
+    default: 128
+  output_len:
+    description:
+      - Output tokens per request (C(max_tokens)).
+      - Defaults to 128; with C(sharegpt) the default is the length of each conversation's reply.
+    type: int
+  ignore_eos:
+    description: Ask the server to ignore end-of-sequence so every request produces exactly O(output_len) tokens.
+    type: bool
+    default: true
+  temperature:
+    description: Sampling temperature sent with each request; the server's default when omitted.
+    type: float
+  extra_body:
+    description: Extra JSON fields merged into every request body.
+    type: dict
+  seed:
+    description: Seed of the prompt sampling and of the Poisson arrivals, so runs are repeatable.
+    type: int
+    default: 0
+  timeout:
+    description: Seconds one request may take, connection included; a longer one counts as failed (C(timeout)).
+    type: float
+    default: 60
+  total_timeout:
+    description:
+      - Seconds the whole task may take (preparation, warm-up and measured requests). Requests still running
+        then count as failed (C(total_timeout)), unsent ones as C(not_sent), and the task fails.
+    type: float
+    default: 600
+  result_path:
+    description:
+      - File to write the result to as JSON (parameters without the API key, module and server versions, host
+        name, metrics, failures, checks). Written to a temporary file and renamed, never half-written.
+    type: path
+  thresholds:
+    description:
+      - 'Metric name to condition, for example C(request_throughput: ">=300"), C(p99_ttft_ms: "<=500"),
+        C(failed: "==0"). Operators C(>=), C(<=), C(==), C(!=), C(>), C(<). Quote conditions in YAML.'
+      - The task fails listing every unmet threshold with measured and required values. Metric names are the
+        keys of RV(metrics).
+    type: dict
+    default: {}
+  baseline:
+    description:
+      - An earlier result file of this module (or of C(vllm bench serve --save-result)) to compare with.
+      - RV(baseline_comparison) shows the change of each headline metric.
+    type: path
+  max_regression_pct:
+    description:
+      - Fail when any headline metric is worse than O(baseline) by more than this many percent (lower for
+        throughputs, higher for latencies). Requires O(baseline).
+    type: float
+  validate_certs:
+    description: Verify the server's TLS certificate for C(https) URLs.
+    type: bool
+    default: true
+notes:
+  - Check mode reports what would run and sends nothing.
+  - Measure from a host other than the server's, or mind that the client shares its CPU; RV(client_cpu_s) shows
+    what the client used.
+  - C(changed) is true when O(result_path) was written.
+seealso:
+  - name: vLLM benchmark CLI
+    description: C(vllm bench serve), whose metric definitions this module follows.
+    link: https://docs.vllm.ai/en/latest/cli/bench/serve.html
+"""
+
+EXAMPLES = r"""
+- name: Throughput run with pass/fail thresholds
+  vllm_benchmark:
+    url: http://127.0.0.1:8000
+    model: tiny
+    mode: throughput
+    num_prompts: 100
+    max_concurrency: 16
+    input_len: 64
+    output_len: 64
+    result_path: /var/lib/vllm-bench/latest.json
+    thresholds:
+      failed: "==0"
+      request_throughput: ">=10"
+      p99_ttft_ms: "<=500"
+  register: _vllm_bench
+
+- name: Show the numbers
+  ansible.builtin.debug:
+    msg: "{{ _vllm_bench.summary_lines }}"
+
+- name: Latency of single requests on the chat API, compared with last week's run
+  vllm_benchmark:
+    url: https://llm.example.com
+    api_key: "{{ vllm_api_key }}"
+    endpoint: chat
+    mode: latency
+    num_requests: 20
+    warmup_requests: 2
+    dataset: sonnet
+    baseline: /var/lib/vllm-bench/last-week.json
+    max_regression_pct: 10
+
+- name: ShareGPT prompts at 5 requests/s
+  vllm_benchmark:
+    model: tiny
+    dataset: sharegpt
+    dataset_path: /opt/data/ShareGPT_V3_unfiltered_cleaned_split.json
+    num_prompts: 200
+    request_rate: "5"
+    total_timeout: 300
+"""
+
+RETURN = r"""
+metrics:
+  description:
+    - Measured values. Times in milliseconds; throughputs per second over the measured phase.
+    - For each of C(ttft), C(tpot), C(itl), C(e2e) the keys C(mean_X_ms), C(median_X_ms), C(p90_X_ms),
+      C(p99_X_ms), C(std_X_ms), C(min_X_ms), C(max_X_ms); in C(latency) mode also C(p10_e2e_ms), C(p25_e2e_ms),
+      C(p75_e2e_ms).
+  returned: when requests were sent
+  type: dict
+  sample:
+    completed: 100
+    failed: 0
+    duration_s: 6.41
+    request_throughput: 15.6
+    output_throughput: 998.4
+    total_token_throughput: 1996.8
+    total_input_tokens: 6400
+    total_output_tokens: 6400
+    mean_ttft_ms: 85.1
+    median_ttft_ms: 80.2
+    p90_ttft_ms: 120.5
+    p99_ttft_ms: 150.3
+failures:
+  description: Failed requests by reason (C(http_500), C(timeout), C(broken_stream), C(bad_json), C(stream_error),
+    C(no_tokens), C(connection_refused), C(connection_error), C(total_timeout), C(not_sent), ...).
+  returned: when requests were sent
+  type: dict
+  sample: {"http_500": 3, "timeout": 1}
+failure_samples:
+  description: Up to three examples of each failure reason, with the request index and the detail.
+  returned: when requests were sent
+  type: list
+  elements: dict
+  sample: [{"request": 7, "reason": "http_500", "detail": "HTTP 500 Internal Server Error: ..."}]
+summary_lines:
+  description:
+    - 'Plain-text summary. The first two lines are exactly C(Throughput: X.XX requests/s) and
+      C(Throughput: Y.YY tokens/s) (total tokens, prompt and output).'
+  returned: when requests were sent
+  type: list
+  elements: str
+markdown:
+  description: Markdown tables of the metrics (and of the baseline comparison when there is one).
+  returned: when requests were sent
+  type: str
+result_path:
+  description: Where the result JSON was written; null when O(result_path) was not given.
+  returned: always
+  type: str
+threshold_failures:
+  description: One line per unmet threshold, with measured and required values.
+  returned: when requests were sent
+  type: list
+  elements: str
+  sample: ["p99_ttft_ms: measured 612.30, required <=500"]
+baseline_comparison:
+  description:
+    - Headline metric to C(baseline), C(current), C(change_pct) ((current - baseline) / baseline * 100),
+      C(regressed) and C(higher_is_better). Empty without O(baseline).
+  returned: when requests were sent
+  type: dict
+prompt_source:
+  description: Where prompts came from, C(tokenizer), C(words), C(sonnet) or C(sharegpt).
+  returned: when requests were sent
+  type: str
+server_version:
+  description: The server's vLLM version from C(GET /version); null when it did not answer it.
+  returned: when the server was reached
+  type: str
+  sample: 0.32.0
+client_cpu_s:
+  description: CPU seconds the benchmark client itself used while sending load (near the duration means the
+    client, not the server, may be the limit).
+  returned: when requests were sent
+  type: float
+model:
+  description: The model requested.
+  returned: when the server was reached
+  type: str
+plan:
+  description: What the run would send (check mode) or sent.
+  returned: always
+  type: dict
+"""
+
+import random
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.vllm_bench_checks import (
+    baseline_comparison,
+    baseline_metrics,
+    regression_messages,
+    threshold_errors,
+    unmet_thresholds,
+)
+from ansible.module_utils.vllm_bench_datasets import (
+    DEFAULT_OUTPUT_LEN,
+    Prompt,
+    endpoint_path,
+    request_payload,
+    sharegpt_prompts,
+    sonnet_prompts,
+    sonnet_words,
+    tokenizer_prompts,
+    word_prompts,
+)
+from ansible.module_utils.vllm_bench_engine import (
+    JsonClient,
+    Target,
+    failure_summary,
+    make_target,
+    request_bytes,
+    run_load_sync,
+)
+from ansible.module_utils.vllm_bench_report import (
+    comparison_markdown,
+    markdown_table,
+    summary_lines,
+    write_json_atomic,
+)
+from ansible.module_utils.vllm_bench_stats import benchmark_metrics
+
+MODULE_VERSION = "1.0.0"
+
+
+def argument_spec() -> dict[str, Any]:
+    """Return the module's argument spec."""
+    return {
+        "url": {"type": "str", "default": "http://127.0.0.1:8000"},
+        "model": {"type": "str"},
+        "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VLLM_API_KEY"])},
+        "endpoint": {"type": "str", "choices": ["completions", "chat"], "default": "completions"},
+        "mode": {"type": "str", "choices": ["throughput", "latency"], "default": "throughput"},
+        "num_prompts": {"type": "int", "default": 100},
+        "max_concurrency": {"type": "int"},
+        "request_rate": {"type": "str", "default": "inf"},
+        "num_requests": {"type": "int", "default": 10},
+        "warmup_requests": {"type": "int", "default": 0},
+        "dataset": {"type": "str", "choices": ["random", "sonnet", "sharegpt"], "default": "random"},
+        "dataset_path": {"type": "path"},
+        "input_len": {"type": "int", "default": 128},
+        "output_len": {"type": "int"},
+        "ignore_eos": {"type": "bool", "default": True},
+        "temperature": {"type": "float"},
+        "extra_body": {"type": "dict"},
+        "seed": {"type": "int", "default": 0},
+        "timeout": {"type": "float", "default": 60},
+        "total_timeout": {"type": "float", "default": 600},
+        "result_path": {"type": "path"},
+        "thresholds": {"type": "dict", "default": {}},
+        "baseline": {"type": "path"},
+        "max_regression_pct": {"type": "float"},
+        "validate_certs": {"type": "bool", "default": True},
+    }
+
+
+def request_rate_value(text: str) -> float:
+    """Return the request rate as a float (inf allowed); raise ValueError when it is not a positive number."""
+    value = float(str(text).strip())
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+def parameter_errors(params: dict[str, Any]) -> list[str]:
+    """Return messages for every parameter value (or combination) that cannot work."""
+    errors = []
+    for name in ("num_prompts", "num_requests", "input_len"):
+        if params[name] < 1:
+            errors.append(f"{name} must be at least 1, got {params[name]}")
+    for name in ("output_len", "max_concurrency"):
+        if params[name] is not None and params[name] < 1:
+            errors.append(f"{name} must be at least 1 when given, got {params[name]}")
+    if params["warmup_requests"] < 0:
+        errors.append(f"warmup_requests must be 0 or more, got {params['warmup_requests']}")
+    for name in ("timeout", "total_timeout"):
+        if not params[name] > 0:
+            errors.append(f"{name} must be a positive number of seconds, got {params[name]}")
+    try:
+        request_rate_value(params["request_rate"])
+    except ValueError:
+        errors.append(f"request_rate must be a positive number of requests/s or 'inf', got {params['request_rate']!r}")
+    if params["dataset"] == "sharegpt" and not params["dataset_path"]:
+        errors.append("dataset=sharegpt needs dataset_path (a ShareGPT-format JSON file)")
+    if params["max_regression_pct"] is not None:
+        if not params["baseline"]:
+            errors.append("max_regression_pct needs baseline (the path of an earlier result file)")
+        if params["max_regression_pct"] < 0:
+            errors.append(f"max_regression_pct must be 0 or more, got {params['max_regression_pct']}")
+    valid_metrics = benchmark_metrics([], 0.0, params["mode"]).keys()
+    errors.extend(threshold_errors(params["thresholds"] or {}, valid_metrics))
+    return errors
+
+
+def run_plan(params: dict[str, Any]) -> dict[str, Any]:
+    """Return what the run sends: counts, concurrency, rate, dataset and endpoint."""
+    latency = params["mode"] == "latency"
+    return {
+        "url": params["url"],
+        "endpoint": endpoint_path(params["endpoint"]),
+        "mode": params["mode"],
+        "requests": params["num_requests"] if latency else params["num_prompts"],
+        "warmup_requests": params["warmup_requests"],
+        "max_concurrency": 1 if latency else params["max_concurrency"],
+        "request_rate": "inf" if latency else params["request_rate"],
+        "dataset": params["dataset"],
+        "input_len": params["input_len"],
+        "output_len": params["output_len"],
+    }
+
+
+def public_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Return the parameters to record in the result (no secret)."""
+    return {key: value for key, value in params.items() if key != "api_key"}
+
+
+def server_facts(client: JsonClient, model: str | None) -> tuple[str | None, str]:
+    """Return (server vLLM version or None, model); raise OSError when the server cannot be reached."""
+    status, body = client.call("GET", "/version")
+    version = body.get("version") if status == 200 and isinstance(body, dict) else None
+    if model:
+        return version, model
+    status, body = client.call("GET", "/v1/models")
+    if status != 200 or not isinstance(body, dict) or not body.get("data"):
+        detail = "check api_key" if status == 401 else f"HTTP {status}"
+        raise LookupError(f"model not given and GET /v1/models did not list any ({detail}); set model")
+    return version, body["data"][0]["id"]
+
+
+def tokenizer_functions(client: JsonClient, model: str, deadline: float):
+    """Return (tokenize, detokenize) callables over the server's /tokenize and /detokenize."""
+
+    def tokenize(text: str) -> list[int]:
+        _check_deadline(deadline)
+        status, body = client.call("POST", "/tokenize", {"model": model, "prompt": text, "add_special_tokens": False})
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("tokens"), list):
+            raise LookupError(f"/tokenize answered HTTP {status}")
+        return body["tokens"]
+
+    def detokenize(tokens: list[int]) -> str:
+        _check_deadline(deadline)
+        status, body = client.call("POST", "/detokenize", {"model": model, "tokens": tokens})
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+            raise LookupError(f"/detokenize answered HTTP {status}")
+        return body["prompt"]
+
+    return tokenize, detokenize
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.perf_counter() > deadline:
+        raise TimeoutError("total_timeout reached while preparing prompts")
+
+
+def build_prompts(
+    params: dict[str, Any], client: JsonClient, model: str, count: int, deadline: float
+) -> tuple[list[Prompt], str]:
+    """Return count prompts for the chosen dataset and where they came from (tokenizer|words|sonnet|sharegpt)."""
+    rng = random.Random(params["seed"])
+    output_len = params["output_len"]
+    if params["dataset"] == "sharegpt":
+        return sharegpt_prompts(params["dataset_path"], count, output_len, rng), "sharegpt"
+    output_len = output_len or DEFAULT_OUTPUT_LEN
+    tokenize, detokenize = tokenizer_functions(client, model, deadline)
+    if params["dataset"] == "sonnet":
+        try:
+            sample = " ".join(sonnet_words())
+            tokens_per_char = len(tokenize(sample)) / len(sample)
+        except (OSError, LookupError):
+            tokens_per_char = None
+        return sonnet_prompts(count, params["input_len"], output_len, rng, tokens_per_char), "sonnet"
+    try:
+        return tokenizer_prompts(count, params["input_len"], output_len, rng, tokenize, detokenize), "tokenizer"
+    except (OSError, LookupError, ValueError):
+        return word_prompts(count, params["input_len"], output_len, random.Random(params["seed"])), "words"
+
+
+def failure_messages(metrics: dict[str, Any], failures: dict[str, int], samples: list[dict], outcome: Any) -> list[str]:
+    """Return why the run itself failed (every request failed, total_timeout reached); empty when it did not."""
+    messages = []
+    if metrics["completed"] == 0:
+        first = samples[0]["detail"] if samples else "no detail"
+        counts = ", ".join(f"{reason} x{count}" for reason, count in sorted(failures.items()))
+        messages.append(f"all {metrics['failed']} requests failed ({counts}); first: {first}")
+    if outcome.total_timeout_hit:
+        messages.append(
+            f"total_timeout reached: {metrics['completed']} completed, "
+            f"{failures.get('total_timeout', 0)} still running, {failures.get('not_sent', 0)} not sent"
+        )
+    return messages
+
+
+def run(module: AnsibleModule) -> None:
+    """Run the benchmark the module's parameters describe and exit the module."""
+    params = module.params
+    started = time.perf_counter()
+    deadline = started + params["total_timeout"]
+    plan = run_plan(params)
+    errors = parameter_errors(params)
+    baseline = None
+    if params["baseline"] and not errors:
+        try:
+            baseline = baseline_metrics(params["baseline"])
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        module.fail_json(msg="; ".join(errors), plan=plan, result_path=None)
+    if module.check_mode:
+        module.exit_json(changed=False, msg="check mode: no request sent", plan=plan, result_path=None)
+
+    try:
+        target: Target = make_target(params["url"], params["api_key"], params["validate_certs"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), plan=plan, result_path=None)
+    client = JsonClient(target, min(params["timeout"], params["total_timeout"]))
+    try:
+        try:
+            server_version, model = server_facts(client, params["model"])
+        except (OSError, LookupError) as exc:
+            module.fail_json(
+                msg=f"cannot use the vLLM server at {params['url']}: {exc}. Is it running and reachable from "
+                f"{socket.gethostname()}, and are url/api_key right?",
+                plan=plan,
+                result_path=None,
+            )
+        count = plan["requests"] + params["warmup_requests"]
+        try:
+            prompts, prompt_source = build_prompts(params, client, model, count, deadline)
+        except (ValueError, TimeoutError) as exc:
+            module.fail_json(msg=f"cannot build prompts: {exc}", plan=plan, result_path=None, model=model)
+    finally:
+        client.close()
+
+    path = endpoint_path(params["endpoint"])
+    payloads = [
+        request_bytes(
+            target,
+            path,
+            request_payload(
+                params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"]
+            ),
+        )
+        for p in prompts
+    ]
+    warmup, measured = payloads[: params["warmup_requests"]], payloads[params["warmup_requests"] :]
+    outcome = run_load_sync(
+        target,
+        measured,
+        warmup,
+        plan["max_concurrency"],
+        request_rate_value(plan["request_rate"]),
+        params["timeout"],
+        max(deadline - time.perf_counter(), 0.001),
+        params["seed"],
+    )
+    measured_prompts = prompts[params["warmup_requests"] :]
+    for prompt, result in zip(measured_prompts, outcome.results, strict=True):
+        if result.ok and result.prompt_tokens is None:
+            result.prompt_tokens = prompt.prompt_len
+
+    metrics = benchmark_metrics(outcome.results, outcome.duration_s, params["mode"])
+    failures, samples = failure_summary(outcome.results)
+    threshold_failures = unmet_thresholds(params["thresholds"] or {}, metrics)
+    comparison = (
+        baseline_comparison(baseline, metrics, params["mode"], params["max_regression_pct"]) if baseline else {}
+    )
+    regressions = regression_messages(comparison, params["max_regression_pct"]) if comparison else []
+    markdown = markdown_table(metrics, params["mode"])
+    if comparison:
+        markdown += "\n" + comparison_markdown(comparison)
+    result: dict[str, Any] = {
+        "metrics": metrics,
+        "failures": failures,
+        "failure_samples": samples,
+        "summary_lines": summary_lines(metrics, failures),
+        "markdown": markdown,
+        "threshold_failures": threshold_failures,
+        "baseline_comparison": comparison,
+        "prompt_source": prompt_source,
+        "server_version": server_version,
+        "model": model,
+        "client_cpu_s": round(outcome.client_cpu_s, 3),
+        "warmup_failed": outcome.warmup_failed,
+        "plan": plan,
+    }
+    problems = failure_messages(metrics, failures, samples, outcome)
+    if threshold_failures:
+        problems.append(f"{len(threshold_failures)} threshold(s) not met: " + "; ".join(threshold_failures))
+    if regressions:
+        problems.append(
+            f"{len(regressions)} metric(s) regressed more than {params['max_regression_pct']:g}% against "
+            f"{params['baseline']}: " + "; ".join(regressions)
+        )
+    result["result_path"] = None
+    if params["result_path"]:
+        record = {
+            **result,
+            "module_version": MODULE_VERSION,
+            "parameters": public_parameters(params),
+            "host": socket.gethostname(),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "passed": not problems,
+            "problems": problems,
+        }
+        try:
+            write_json_atomic(params["result_path"], record)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot write result_path {params['result_path']!r}: {exc}", **result)
+        result["result_path"] = params["result_path"]
+    changed = result["result_path"] is not None
+    if problems:
+        module.fail_json(msg="vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
+    module.exit_json(changed=changed, msg=result["summary_lines"][0] + "; " + result["summary_lines"][1], **result)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        required_if=[("dataset", "sharegpt", ("dataset_path",))],
+        required_by={"max_regression_pct": ("baseline",)},
+    )
+    run(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+# Copyright: contributors to vllm-fleet
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Human-readable output of a benchmark (summary lines, Markdown table) and the atomic result file.
+
+Standard library only: this file runs on target hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+_GROUPS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e"))
+
+
+def summary_lines(metrics: Mapping[str, float], failures: Mapping[str, int]) -> list[str]:
+    """Return the plain-text summary; its first two lines are the ones operators grep for."""
+    lines = [
+        f"Throughput: {metrics['request_throughput']:.2f} requests/s",
+        f"Throughput: {metrics['total_token_throughput']:.2f} tokens/s",
+        f"Output token throughput: {metrics['output_throughput']:.2f} tokens/s",
+        f"Requests: {metrics['completed']} completed, {metrics['failed']} failed in {metrics['duration_s']:.2f} s",
+    ]
+    for label, key in _GROUPS:
+        lines.append(
+            f"{label} (ms): mean {metrics[f'mean_{key}_ms']:.2f}, median {metrics[f'median_{key}_ms']:.2f}, "
+            f"p90 {metrics[f'p90_{key}_ms']:.2f}, p99 {metrics[f'p99_{key}_ms']:.2f}"
+        )
+    if failures:
+        lines.append("Failures: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(failures.items())))
+    return lines
+
+
+def markdown_table(metrics: Mapping[str, float], mode: str) -> str:
+    """Return a Markdown summary: a throughput table and a latency table (ms)."""
+    rows = [
+        "| Metric | Value |",
+        "|---|---:|",
+        f"| Completed requests | {metrics['completed']} |",
+        f"| Failed requests | {metrics['failed']} |",
+        f"| Duration (s) | {metrics['duration_s']:.2f} |",
+        f"| Request throughput (req/s) | {metrics['request_throughput']:.2f} |",
+        f"| Output token throughput (tok/s) | {metrics['output_throughput']:.2f} |",
+        f"| Total token throughput (tok/s) | {metrics['total_token_throughput']:.2f} |",
+        "",
+        "| Latency (ms) | Mean | Median | P90 | P99 |" + (" Std | Min | Max |" if mode == "latency" else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if mode == "latency" else ""),
+    ]
+    for label, key in _GROUPS:
+        cells = [metrics[f"{stat}_{key}_ms"] for stat in ("mean", "median", "p90", "p99")]
+        if mode == "latency":
+            cells += [metrics[f"{stat}_{key}_ms"] for stat in ("std", "min", "max")]
+        rows.append(f"| {label} | " + " | ".join(f"{value:.2f}" for value in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def comparison_markdown(comparison: Mapping[str, Mapping[str, Any]]) -> str:
+    """Return a Markdown table of a baseline comparison (empty string when there is none)."""
+    if not comparison:
+        return ""
+    rows = ["| Metric | Baseline | Current | Change | Regressed |", "|---|---:|---:|---:|---|"]
+    for metric, row in comparison.items():
+        change = "n/a" if row["change_pct"] is None else f"{row['change_pct']:+.2f}%"
+        rows.append(
+            f"| {metric} | {row['baseline']:.2f} | {row['current']:.2f} | {change} | "
+            f"{'yes' if row['regressed'] else 'no'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def write_json_atomic(path: str, data: Mapping[str, Any]) -> None:
+    """Write data as JSON to path through a temporary file in the same directory and a rename.
+
+    Readers see the old file or the complete new one, never a half-written one. Raise OSError on failure
+    (the temporary file is removed).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".vllm_benchmark.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

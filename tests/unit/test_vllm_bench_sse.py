@@ -1,0 +1,116 @@
+"""SSE parsing and per-request timing of streamed responses."""
+
+import pytest
+from ansible.module_utils.vllm_bench_sse import (
+    StreamError,
+    StreamTimer,
+    event_data,
+    is_plain_token_event,
+    parse_data,
+    single_chunk_event,
+    split_events,
+)
+
+TOKEN = b'data: {"choices":[{"index":0,"text":"ab"}]}\n\n'
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}\n\n'
+DONE = b"data: [DONE]\n\n"
+
+
+def test_split_events_keeps_incomplete_rest():
+    events, rest = split_events(b"data: 1\n\ndata: 2\n\ndata: 3")
+    assert events == [b"data: 1", b"data: 2"] and rest == b"data: 3"
+
+
+def test_split_events_accepts_crlf_line_endings():
+    events, rest = split_events(b"data: 1\r\n\r\ndata: 2\r\n")
+    assert events == [b"data: 1"] and rest == b"data: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (b"data: {}", b"{}"),
+        (b"data:{}", b"{}"),
+        (b": ping", None),
+        (b"event: x\nid: 3", None),
+        (b"data: a\ndata: b", b"a\nb"),
+        (b": comment\ndata: [DONE]", b"[DONE]"),
+    ],
+)
+def test_event_data(event, expected):
+    assert event_data(event) == expected
+
+
+def test_parse_data_classifies():
+    assert parse_data(b"[DONE]") is None
+    assert parse_data(b'{"choices":[]}') == {"choices": []}
+    with pytest.raises(StreamError) as bad:
+        parse_data(b'{"choices": [')
+    assert bad.value.kind == "bad_json"
+    with pytest.raises(StreamError) as err:
+        parse_data(b'{"error":{"message":"boom","code":500}}')
+    assert err.value.kind == "stream_error" and "boom" in err.value.detail
+
+
+def test_timer_measures_ttft_itl_latency_and_usage():
+    timer = StreamTimer(start=10.0)
+    timer.feed(b": keep-alive\n\n" + TOKEN, now=10.5)
+    timer.feed(TOKEN + TOKEN, now=10.7)  # two tokens in one read
+    timer.feed(USAGE, now=11.0)  # usage-only final event: not a token
+    timer.feed(DONE, now=11.1)
+    assert timer.ttft == pytest.approx(0.5)
+    assert timer.itl == pytest.approx([0.2, 0.0])
+    assert timer.latency == pytest.approx(0.7)  # ends at the last token event, not at usage or [DONE]
+    assert timer.chunks == 3 and timer.output_tokens == 3 and timer.prompt_tokens == 7 and timer.done
+
+
+def test_timer_multi_token_chunk_counts_once_and_usage_gives_tokens():
+    timer = StreamTimer(start=0.0)
+    timer.feed(b'data: {"choices":[{"text":"several tokens"}]}\n\n', now=1.0)
+    timer.feed(b'data: {"choices":[],"usage":{"completion_tokens":5,"prompt_tokens":2}}\n\ndata: [DONE]\n\n', now=2)
+    assert timer.chunks == 1 and timer.output_tokens == 5
+
+
+def test_timer_event_split_across_reads():
+    timer = StreamTimer(start=0.0)
+    for index, piece in enumerate([TOKEN[:7], TOKEN[7:30], TOKEN[30:-1], TOKEN[-1:] + DONE[:3], DONE[3:]]):
+        timer.feed(piece, now=float(index))
+    assert timer.chunks == 1 and timer.ttft == 3.0 and timer.done and timer.pending == b""
+
+
+def test_timer_chat_role_chunk_is_the_first_token_event_as_in_vllm():
+    timer = StreamTimer(start=0.0)
+    timer.feed(b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n', now=0.2)
+    timer.feed(b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n', now=0.3)
+    assert timer.ttft == pytest.approx(0.2) and timer.itl == pytest.approx([0.1])
+
+
+def test_timer_raises_on_bad_json():
+    timer = StreamTimer(start=0.0)
+    with pytest.raises(StreamError, match="not JSON"):
+        timer.feed(b"data: {oops\n\n", now=1.0)
+
+
+def test_single_chunk_event_fast_path():
+    body = TOKEN
+    chunk = b"%x\r\n" % len(body) + body + b"\r\n"
+    assert single_chunk_event(chunk) == TOKEN[6:-2]
+    assert single_chunk_event(chunk[:-1]) is None  # incomplete
+    two = b"%x\r\n" % (2 * len(body)) + body + body + b"\r\n"
+    assert single_chunk_event(two) is None  # two events: general path
+    assert single_chunk_event(b"zz\r\ndata: x\n\n\r\n") is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "plain"),
+    [
+        (b'{"choices":[{"text":"a"}]}', True),
+        (b'{"choices":[],"usage":{"completion_tokens":1}}', False),
+        (b'{"choices":[{"text":"a"}],"usage":{"completion_tokens":1}}', False),
+        (b'{"error":{"message":"x"}}', False),
+        (b'{"choices":[{"text":"a"}', False),  # truncated: parsed fully, fails as bad_json
+        (b'{"choices":[],"x":"\\"choices\\":[{"}', False),  # the key inside a string does not count
+    ],
+)
+def test_is_plain_token_event(payload, plain):
+    assert is_plain_token_event(payload) is plain
