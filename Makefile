@@ -1,0 +1,157 @@
+# vllm-fleet: `make test` runs what CI runs (lint, unit tests, the Molecule
+# scenario on a real systemd host) on a bare Debian 12 machine as root;
+# `make demo` converges a local systemd host with site.yml and leaves vLLM running.
+#
+# Caches outside the checkout (kept between runs; override with the variables):
+#   VLLM_FLEET_CACHE  Debian image, pip downloads, tiny model (/var/cache/vllm-fleet)
+#   VLLM_FLEET_STATE  test hosts' root filesystems and their SSH key (/var/lib/vllm-fleet)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+VENV_STAMP := $(VENV)/.requirements.stamp
+export PATH := $(BIN):$(PATH)
+export VLLM_FLEET_CACHE ?= /var/cache/vllm-fleet
+export VLLM_FLEET_STATE ?= /var/lib/vllm-fleet
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+NSPAWN_HOST := scripts/nspawn-host
+MODEL_DIR := $(VLLM_FLEET_CACHE)/models/tiny-llama
+WHEEL_DIR := /opt/wheels
+
+DEMO_NAME := vllm-demo
+DEMO_SSH_PORT := 2299
+DEMO_PORT := 18100
+DEMO_DIR := .cache/demo
+
+.PHONY: help venv deps model image lint unit molecule test demo demo-stop clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+venv: $(VENV_STAMP) ## Controller venv (.venv) from requirements.txt
+
+# pip runs again only when requirements.txt changed since the last good install.
+$(VENV_STAMP): requirements.txt
+	@echo "==> venv: installing requirements.txt into $(VENV)"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --progress-bar off -r requirements.txt
+	@touch $@
+
+deps: ## Host packages for the test hosts (apt; only what is missing)
+	@missing=""; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap debian-archive-keyring"; \
+	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	{ command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing="$$missing openssh-client"; \
+	if [ -z "$$missing" ]; then echo "==> deps: debootstrap, systemd-nspawn, ip, ssh present"; exit 0; fi; \
+	echo "==> deps: installing$$missing"; \
+	if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null && \
+	   $(APT_GET) install -y --no-install-recommends $$missing; then exit 0; fi; \
+	echo "==> deps: apt-get update (package lists missing or stale)"; \
+	$(APT_GET) update || echo "==> deps: apt-get update reported errors (unreachable sources?); installing anyway"; \
+	$(APT_GET) install -y --no-install-recommends $$missing
+
+model: venv ## Tiny Llama model for the CPU build, in $(VLLM_FLEET_CACHE)/models
+	@echo "==> model: $(MODEL_DIR)"
+	$(BIN)/python scripts/make_tiny_model.py $(MODEL_DIR)
+
+image: deps ## Cached Debian 12 image for the test hosts (debootstrap, about 2 minutes cold)
+	$(NSPAWN_HOST) image
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff
+	@echo "==> lint: yamllint"
+	$(BIN)/yamllint .
+	@echo "==> lint: ansible-lint"
+	$(BIN)/ansible-lint
+	@echo "==> lint: ruff"
+	$(BIN)/ruff check .
+
+unit: venv ## pytest tests/ (no tests collected is not a failure)
+	@rc=0; $(BIN)/pytest tests/ || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "==> unit: no tests collected"; rc=0; fi; \
+	exit $$rc
+
+molecule: deps venv ## molecule test -s default (real systemd host, real vLLM)
+	$(BIN)/molecule test -s default
+
+test: ## lint, unit, molecule, in that order
+	@for stage in lint unit molecule; do \
+	  printf '\n========== make %s ==========\n' "$$stage"; \
+	  started=$$SECONDS; \
+	  $(MAKE) --no-print-directory $$stage || { echo "==> test: stage $$stage failed"; exit 1; }; \
+	  echo "==> test: stage $$stage passed in $$((SECONDS - started))s"; \
+	done; \
+	echo "==> test: lint, unit and molecule passed"
+
+# The demo inventory: the host's connection facts (start's JSON line on stdin)
+# plus variables like the Molecule scenario's.
+define DEMO_INVENTORY_PY
+import json, os, sys
+import yaml
+host = json.loads(sys.stdin.read().splitlines()[-1])
+connection = {
+    "ansible_host": host["address"],
+    "ansible_port": host["port"],
+    "ansible_user": host["user"],
+    "ansible_ssh_private_key_file": host["identity_file"],
+    # Every start gives the host fresh SSH host keys.
+    "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+}
+variables = {
+    "vllm_version": "0.32.0",
+    "vllm_variant": "cpu",
+    "vllm_model": os.environ["MODEL_DIR"],
+    "vllm_host": "127.0.0.1",
+    "vllm_port": int(os.environ["DEMO_PORT"]),
+    "vllm_api_key": os.environ["API_KEY"],
+    "vllm_cpu_kvcache_space_gb": 1,
+    "vllm_enforce_eager": True,
+    "vllm_install_pip_find_links": os.environ["FIND_LINKS"],
+    # With the local wheel folder, PyTorch's (unreachable here) index is not needed.
+    "vllm_install_torch_index_url": "" if os.environ["FIND_LINKS"] else "https://download.pytorch.org/whl/cpu",
+}
+inventory = {"all": {"children": {"vllm_servers": {"hosts": {host["name"]: connection}, "vars": variables}}}}
+print("---\n# Written by make demo: the local systemd-nspawn host " + host["name"] + ".")
+yaml.safe_dump(inventory, sys.stdout, sort_keys=False)
+endef
+export DEMO_INVENTORY_PY
+
+demo: deps venv model ## Converge a local host vllm-demo with site.yml; vLLM on 127.0.0.1:$(DEMO_PORT)
+	@test -f site.yml || { echo "==> demo: site.yml is missing"; exit 1; }
+	@mkdir -p $(DEMO_DIR)
+	@test -s $(DEMO_DIR)/api-key || (umask 077; $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))' > $(DEMO_DIR)/api-key)
+	@echo "==> demo: starting the systemd host $(DEMO_NAME) (ssh 127.0.0.1:$(DEMO_SSH_PORT))"
+	$(NSPAWN_HOST) start $(DEMO_NAME) --ssh-port $(DEMO_SSH_PORT) $(if $(wildcard $(WHEEL_DIR)),--bind-ro $(WHEEL_DIR)) \
+	  | tee $(DEMO_DIR)/start.log
+	@umask 077; tail -n 1 $(DEMO_DIR)/start.log \
+	  | MODEL_DIR=$(MODEL_DIR) DEMO_PORT=$(DEMO_PORT) API_KEY="$$(cat $(DEMO_DIR)/api-key)" \
+	    FIND_LINKS=$(if $(wildcard $(WHEEL_DIR)),$(WHEEL_DIR)) $(BIN)/python -c "$$DEMO_INVENTORY_PY" > $(DEMO_DIR)/inventory.yml
+	@echo "==> demo: ansible-playbook -i $(DEMO_DIR)/inventory.yml site.yml (installs vLLM: a few minutes the first time)"
+	$(BIN)/ansible-playbook -i $(DEMO_DIR)/inventory.yml site.yml
+	@echo; \
+	echo "==> demo: vLLM serves the tiny model at http://127.0.0.1:$(DEMO_PORT) (the host shares this machine's network)"; \
+	echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/v1/models -H \"Authorization: Bearer \$$(cat $(DEMO_DIR)/api-key)\""; \
+	echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/v1/completions -H \"Authorization: Bearer \$$(cat $(DEMO_DIR)/api-key)\" \\"; \
+	echo "       -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"prompt\": \"hello\", \"max_tokens\": 16}'"; \
+	echo "  log in:  $(NSPAWN_HOST) ssh $(DEMO_NAME)    (journalctl -u vllm)"; \
+	echo "  stop it: make demo-stop"
+
+demo-stop: ## Stop the demo host and remove it
+	$(NSPAWN_HOST) stop $(DEMO_NAME)
+	rm -f $(DEMO_DIR)/inventory.yml $(DEMO_DIR)/start.log
+
+clean: demo-stop ## Stop the demo and Molecule hosts; remove caches in the checkout
+	@if [ -x $(BIN)/molecule ]; then $(BIN)/molecule destroy -s default; fi
+	rm -rf .cache .pytest_cache .ruff_cache .ansible
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the venv (caches under $(VLLM_FLEET_CACHE) stay)
+	rm -rf $(VENV)
