@@ -126,8 +126,13 @@ ansible_facts:
           description: Total memory of the smallest GPU, MiB; null without GPUs.
           type: int
         memory_free_mib_min:
-          description: Free memory of the GPU with the least free, MiB; null without GPUs.
+          description:
+            - Free memory of the GPU with the least free, MiB; null without GPUs.
+            - Where nvidia-smi does not report memory.free, total - used (an upper bound).
           type: int
+        memory_free_estimated:
+          description: Whether memory_free_mib_min was estimated as total - used.
+          type: bool
         homogeneous:
           description: Whether all GPUs have the same product name (true without GPUs).
           type: bool
@@ -145,6 +150,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vllm_gpu import (
     GPU_QUERY_FIELDS,
+    MINIMAL_QUERY_FIELDS,
     accelerator_facts,
     cpu_facts,
     cuda_version_from_banner,
@@ -180,10 +186,10 @@ def query_output(module: AnsibleModule, nvidia_smi: str) -> tuple[str | None, li
     first_error = "\n".join(part.strip() for part in (out, err) if part.strip())
     if is_driver_failure(first_error):
         return None, fields, first_error
-    fields = fields_without_optional(fields)
-    rc, out, err = module.run_command([nvidia_smi, *query_args(fields)])
-    if rc == 0:
-        return out, fields, ""
+    for fields in (fields_without_optional(fields), list(MINIMAL_QUERY_FIELDS)):
+        rc, out, err = module.run_command([nvidia_smi, *query_args(fields)])
+        if rc == 0:
+            return out, fields, ""
     return None, fields, f"rc={rc}: {(out + err).strip() or first_error}"
 
 

