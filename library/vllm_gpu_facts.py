@@ -186,10 +186,10 @@ def query_output(module: AnsibleModule, nvidia_smi: str) -> tuple[str | None, li
     first_error = "\n".join(part.strip() for part in (out, err) if part.strip())
     if is_driver_failure(first_error):
         return None, fields, first_error
-    for fields in (fields_without_optional(fields), list(MINIMAL_QUERY_FIELDS)):
-        rc, out, err = module.run_command([nvidia_smi, *query_args(fields)])
+    for fallback in (fields_without_optional(fields), list(MINIMAL_QUERY_FIELDS)):
+        rc, out, err = module.run_command([nvidia_smi, *query_args(fallback)])
         if rc == 0:
-            return out, fields, ""
+            return out, fallback, ""
     return None, fields, f"rc={rc}: {(out + err).strip() or first_error}"
 
 
