@@ -80,7 +80,7 @@ unit: venv ## pytest tests/ (no tests collected is not a failure)
 	exit $$rc
 
 # Scenarios make test runs, in order (each boots its own hosts and installs vLLM).
-SCENARIOS ?= default rollback
+SCENARIOS ?= default rollback gpu-standin
 
 molecule: deps venv ## molecule test for each of $(SCENARIOS) (real systemd hosts, real vLLM)
 	@for scenario in $(SCENARIOS); do \
