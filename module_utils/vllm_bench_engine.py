@@ -39,7 +39,7 @@ from ansible.module_utils.vllm_bench_http import (
     post_request_bytes,
     split_url,
 )
-from ansible.module_utils.vllm_bench_sse import StreamError, StreamTimer, is_plain_token_event, single_chunk_event
+from ansible.module_utils.vllm_bench_sse import StreamError, StreamTimer, plain_token_chunks
 
 MAX_CONNECTIONS = 1024
 READ_SIZE = 16384
@@ -131,6 +131,7 @@ class _Connection(asyncio.Protocol):
         self._timer: StreamTimer | None = None
         self._error_body = bytearray()
         self._received = 0
+        self._streaming = False  # True while the fast path may take the next read (see data_received)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -146,26 +147,34 @@ class _Connection(asyncio.Protocol):
         self._timer = timer
         self._error_body = bytearray()
         self._received = 0
+        self._streaming = False
         self.transport.write(data)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
+        # Fast path, nearly every read of a vLLM stream: whole chunks of plain token events. _streaming says
+        # that the response is a 200 being streamed, the parser sits at a chunk boundary and no partial
+        # event is pending, so these bytes need neither the HTTP parser nor the SSE parser.
+        if self._streaming:
+            count = plain_token_chunks(data)
+            if count == 1:
+                self._timer.token(now)  # type: ignore[union-attr]
+                return
+            if count:
+                self._timer.tokens(now, count)  # type: ignore[union-attr]
+                return
+        self._streaming = False
         parser = self._parser
         if parser is None or self._waiter is None or self._waiter.done():
             self.abort()  # bytes nobody asked for: the connection is out of step
             return
         self._received += len(data)
         timer = self._timer
-        if parser.status == 200 and parser.at_chunk_boundary and not timer.pending:  # type: ignore[union-attr]
-            payload = single_chunk_event(data)
-            if payload is not None and is_plain_token_event(payload):
-                timer.token(now)  # type: ignore[union-attr]
-                return
         try:
             body = parser.feed(data)
             if parser.status == 200:
                 if body:
-                    self._timer.feed(body, now)  # type: ignore[union-attr]
+                    timer.feed(body, now)  # type: ignore[union-attr]
             elif len(self._error_body) < MAX_ERROR_BODY_BYTES:
                 self._error_body += body[:MAX_ERROR_BODY_BYTES]
         except ProtocolError as exc:
@@ -176,6 +185,8 @@ class _Connection(asyncio.Protocol):
             return
         if parser.complete:
             self._settle()
+        else:
+            self._streaming = parser.status == 200 and parser.at_chunk_boundary and not timer.pending  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
@@ -214,6 +225,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _resolve(self, outcome: tuple[str, str] | None) -> None:
+        self._streaming = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)

@@ -7,7 +7,7 @@ from ansible.module_utils.vllm_bench_sse import (
     event_data,
     is_plain_token_event,
     parse_data,
-    single_chunk_event,
+    plain_token_chunks,
     split_events,
 )
 
@@ -91,14 +91,46 @@ def test_timer_raises_on_bad_json():
         timer.feed(b"data: {oops\n\n", now=1.0)
 
 
-def test_single_chunk_event_fast_path():
-    body = TOKEN
-    chunk = b"%x\r\n" % len(body) + body + b"\r\n"
-    assert single_chunk_event(chunk) == TOKEN[6:-2]
-    assert single_chunk_event(chunk[:-1]) is None  # incomplete
-    two = b"%x\r\n" % (2 * len(body)) + body + body + b"\r\n"
-    assert single_chunk_event(two) is None  # two events: general path
-    assert single_chunk_event(b"zz\r\ndata: x\n\n\r\n") is None
+def chunk(body: bytes) -> bytes:
+    """Frame body as one HTTP chunk, as vLLM's server sends each event."""
+    return b"%x\r\n" % len(body) + body + b"\r\n"
+
+
+def test_plain_token_chunks_counts_whole_chunks_of_one_token_event():
+    assert plain_token_chunks(chunk(TOKEN)) == 1
+    assert plain_token_chunks(chunk(TOKEN) * 3) == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        chunk(TOKEN)[:-1],  # incomplete chunk
+        chunk(TOKEN) + chunk(TOKEN)[:-3],  # a whole chunk, then part of one
+        chunk(TOKEN + TOKEN),  # two events in one chunk: general path
+        chunk(USAGE),  # usage: parsed in full
+        chunk(TOKEN) + chunk(USAGE),  # usage anywhere in the read
+        chunk(DONE),
+        b"zz\r\n" + TOKEN + b"\r\n",  # size line not hex
+        b"%x\r\n" % (len(TOKEN) + 1) + TOKEN + b"\r\n",  # size line does not match the event
+        chunk(b": keep-alive\n\n" + TOKEN),  # comment before the event
+        chunk(b'data: {"error":{"message":"x"}}\n\n'),  # error event without choices
+        chunk(b'data: {"choices":[],"x":1}]}\n\n'),  # no non-empty choices list
+        chunk(TOKEN.replace(b"\n\n", b"\r\n\r\n")),  # CRLF line endings
+        b"",
+    ],
+)
+def test_plain_token_chunks_leaves_everything_else_to_the_parsers(data):
+    assert plain_token_chunks(data) == 0
+
+
+def test_timer_tokens_in_one_read_have_zero_gaps_after_the_first():
+    timer = StreamTimer(start=1.0)
+    timer.token(1.5)
+    timer.tokens(2.0, 3)
+    assert timer.chunks == 4
+    assert timer.itl == pytest.approx([0.5, 0.0, 0.0])
+    assert timer.ttft == pytest.approx(0.5)
+    assert timer.latency == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +142,7 @@ def test_single_chunk_event_fast_path():
         (b'{"error":{"message":"x"}}', False),
         (b'{"choices":[{"text":"a"}', False),  # truncated: parsed fully, fails as bad_json
         (b'{"choices":[],"x":"\\"choices\\":[{"}', False),  # the key inside a string does not count
+        (b'{"choices":[{"text":"a"}],"model":"m"}', False),  # another last key: parsed in full
     ],
 )
 def test_is_plain_token_event(payload, plain):
