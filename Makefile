@@ -80,7 +80,7 @@ unit: venv ## pytest tests/ (no tests collected is not a failure)
 	exit $$rc
 
 # Scenarios make test runs, in order (each boots its own hosts and installs vLLM).
-SCENARIOS ?= default rollback gpu-standin
+SCENARIOS ?= default rollback gpu-standin fleet multinode
 
 molecule: deps venv ## molecule test for each of $(SCENARIOS) (real systemd hosts, real vLLM)
 	@for scenario in $(SCENARIOS); do \
@@ -171,7 +171,7 @@ demo-stop: ## Stop the demo host and remove it
 	rm -f $(DEMO_DIR)/inventory.yml $(DEMO_DIR)/start.log
 
 clean: demo-stop ## Stop the demo and Molecule hosts; remove caches in the checkout
-	@if [ -x $(BIN)/molecule ]; then $(BIN)/molecule destroy -s default; fi
+	@if [ -x $(BIN)/molecule ]; then for s in $(SCENARIOS); do $(BIN)/molecule destroy -s "$$s"; done; fi
 	rm -rf .cache .pytest_cache .ruff_cache .ansible
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

@@ -117,6 +117,16 @@ options:
       - Output of C(python -m vllm.entrypoints.openai.api_server --help=all) from the installed vLLM.
       - When given, every rendered flag must appear in it.
     type: str
+  multinode:
+    description:
+      - The head of a multi-node deployment (docs/multinode.md) gives the layout role C(ray_cluster) computed
+        (module C(vllm_multinode_layout)), with C(tensor_parallel_size), C(pipeline_parallel_size), C(nodes),
+        C(ray_address), C(node_ip), C(ifname) and optionally C(group) and C(notes).
+      - Then the sizes are the layout's (C(vllm_tensor_parallel_size) must stay C(auto) and
+        C(vllm_pipeline_parallel_size) 1), C(--distributed-executor-backend ray) is rendered, and the environment
+        gets C(RAY_ADDRESS), C(VLLM_HOST_IP), C(NCCL_SOCKET_IFNAME) and C(GLOO_SOCKET_IFNAME).
+      - Left out on a single host, whose unit does not change.
+    type: dict
 notes:
   - Supports check mode; it never changes anything.
 seealso:
@@ -164,7 +174,9 @@ notes:
   returned: success
   type: dict
 layout:
-  description: The parallel layout and names in force.
+  description:
+    - The parallel layout and names in force.
+    - With O(multinode) also C(nodes), C(group), C(distributed_executor_backend) (C(ray)) and C(ray_address).
   returned: success
   type: dict
   sample: {"tensor_parallel_size": 8, "pipeline_parallel_size": 1, "gpus_used": 8, "served_model_name": "llama"}
@@ -201,6 +213,7 @@ SETTINGS = (
     "enforce_eager",
     "extra_args",
     "extra_env",
+    "multinode",
 )
 
 
@@ -230,6 +243,7 @@ def argument_spec() -> dict:
         gpu_memory_free_mib=dict(type="int"),
         num_attention_heads=dict(type="int"),
         help_text=dict(type="str"),
+        multinode=dict(type="dict"),
     )
 
 

