@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ansible.module_utils.vllm_tuning import _invalid, attention_heads_errors, divisors
+
 # The Ray release each vLLM minor version was tested with (see the module docstring).
 RAY_FOR_VLLM = {(0, 32): "2.56.1"}
 HOST_RESOURCE_PREFIX = "vllm_fleet_host:"
@@ -44,14 +46,6 @@ def _integer(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return int(number) if number == int(number) else None
-
-
-def _invalid(name: str, value: Any, valid: str) -> str:
-    return f"{name}={value!r} is invalid: {valid}"
-
-
-def divisors(number: int) -> list[int]:
-    return [d for d in range(1, number + 1) if number % d == 0]
 
 
 def ray_version_for(vllm_version: str) -> str | None:
@@ -227,16 +221,9 @@ def layout(settings: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, A
                 f"tensor parallel {tp} spans {tp // per_node} nodes: its all-reduce crosses the network at every "
                 f"layer; {valid.split(',')[0]} keeps it inside a node"
             )
-    heads = _integer(settings.get("num_attention_heads"))
-    if heads and heads % tp:
-        errors.append(
-            _invalid(
-                "ray_cluster_tensor_parallel_size",
-                tp,
-                f"must divide the model's {heads} attention heads: one of "
-                f"{', '.join(str(d) for d in divisors(heads) if d <= total)}",
-            )
-        )
+    errors.extend(
+        attention_heads_errors("ray_cluster_tensor_parallel_size", tp, settings.get("num_attention_heads"), total)
+    )
     layers = _integer(settings.get("num_hidden_layers"))
     if layers and pp > layers:
         errors.append(

@@ -111,6 +111,15 @@ def _invalid(name: str, value: Any, valid: str) -> str:
     return f"{name}={value!r} is invalid: {valid}"
 
 
+def attention_heads_errors(name: str, tp: int, heads: Any, most: int) -> list[str]:
+    """The error when tensor parallel TP does not divide the model's attention heads (none when unknown)."""
+    heads = _integer(heads)
+    if not heads or heads % tp == 0:
+        return []
+    fitting = ", ".join(str(d) for d in divisors(heads) if d <= most)
+    return [_invalid(name, tp, f"must divide the model's {heads} attention heads: one of {fitting}")]
+
+
 def validate_inputs(s: dict[str, Any]) -> list[str]:
     """Errors in the user's variables taken one by one (no host facts needed)."""
     errors: list[str] = []
@@ -326,16 +335,7 @@ def validate_layout(s: dict[str, Any], facts: dict[str, Any], tp: int) -> list[s
                 "spread a larger pipeline over several nodes (multi-node) or lower it",
             )
         )
-    heads = _integer(facts.get("num_attention_heads"))
-    if heads and heads % tp:
-        errors.append(
-            _invalid(
-                "vllm_tensor_parallel_size",
-                tp,
-                f"must divide the model's {heads} attention heads: one of "
-                f"{', '.join(str(d) for d in divisors(heads) if d <= gpus)}",
-            )
-        )
+    errors.extend(attention_heads_errors("vllm_tensor_parallel_size", tp, facts.get("num_attention_heads"), gpus))
     errors.extend(validate_free_memory(s, facts))
     return errors
 
@@ -349,8 +349,10 @@ def validate_cpu_pipeline(s: dict[str, Any]) -> list[str]:
     """
     if s.get("variant") != "cpu" or not s.get("enforce_eager"):
         return []
-    pp = _integer(s["multinode"]["pipeline_parallel_size"]) if s.get("multinode") else _integer(
-        s.get("pipeline_parallel_size")
+    pp = (
+        _integer(s["multinode"]["pipeline_parallel_size"])
+        if s.get("multinode")
+        else _integer(s.get("pipeline_parallel_size"))
     )
     if not pp or pp < 2:
         return []

