@@ -286,6 +286,10 @@ def cluster_report(expected: list[dict[str, Any]], seen: list[dict[str, Any]], d
     group does not), short (nodes whose resources are below what was
     expected) and message, one line a person can act on.
     """
+    # A node Ray lists without any resource is a dead node's leftover: on a cluster without an autoscaler
+    # `ray status` keeps showing a node that left (a restarted raylet comes back under a new ID), with an
+    # empty Usage, for as long as the head runs. It serves nothing, so it is neither a member nor a stranger.
+    seen = [node for node in seen if node["resources"]]
     by_host = {node["host"]: node for node in seen if node.get("host")}
     missing = [node["name"] for node in expected if node["name"] not in by_host]
     names = {node["name"] for node in expected}

@@ -219,3 +219,28 @@ def test_node_not_in_group_and_short_of_gpus():
     assert "in the Ray cluster but not in the group: gpu-b" in report["message"]
     report = cluster_report(expected("gpu-a", "gpu-b"), parse_ray_status(RAY_STATUS), "GPU")
     assert report["short"] == ["gpu-b has 1 GPU, expected 2"]
+
+
+# What `ray status -v` showed on the multinode scenario's head after `systemctl restart ray-worker.service`
+# (Ray 2.56.1): the worker's old node stays listed, Active and with an empty Usage, beside its new one.
+OLD_ID = "5c1ee4900e27816a76a45fc643577725055206509c121ed99e87f6ce"
+RAY_STATUS_AFTER_WORKER_RESTART = RAY_STATUS + f"""
+Node: {OLD_ID} (node_{OLD_ID})
+ Usage:
+
+"""
+
+
+def test_a_departed_node_listed_without_resources_is_ignored():
+    parsed = parse_ray_status(RAY_STATUS_AFTER_WORKER_RESTART)
+    assert len(parsed) == 3 and parsed[2]["resources"] == {}
+    report = cluster_report(expected("gpu-a", "gpu-b", devices=1), parsed, "GPU")
+    assert report["ready"], report["message"]
+    assert report["unexpected"] == []
+
+
+def test_only_a_departed_entry_does_not_count_as_the_node():
+    gone = RAY_STATUS.split("Node: 77aa")[0] + "Node: 77aa (node_77aa)\n Usage:\n\n"
+    report = cluster_report(expected("gpu-a", "gpu-b", devices=1), parse_ray_status(gone), "GPU")
+    assert not report["ready"]
+    assert report["missing"] == ["gpu-b"]
