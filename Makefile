@@ -1,5 +1,5 @@
 # vllm-fleet: `make test` runs what CI runs (lint, unit tests, the Molecule
-# scenario on a real systemd host) on a bare Debian 12 machine as root;
+# scenarios on real systemd hosts) on a bare Debian 12 machine as root;
 # `make demo` converges a local systemd host with site.yml and leaves vLLM running.
 #
 # Caches outside the checkout (kept between runs; override with the variables):
