@@ -349,12 +349,8 @@ def validate_cpu_pipeline(s: dict[str, Any]) -> list[str]:
     """
     if s.get("variant") != "cpu" or not s.get("enforce_eager"):
         return []
-    pp = (
-        _integer(s["multinode"]["pipeline_parallel_size"])
-        if s.get("multinode")
-        else _integer(s.get("pipeline_parallel_size"))
-    )
-    if not pp or pp < 2:
+    pp = pipeline_parallel_size(s)  # compute() calls this only once the inputs are valid
+    if pp < 2:
         return []
     return [
         _invalid(
