@@ -321,7 +321,7 @@ from ansible.module_utils.vllm_bench_engine import (
     failure_summary,
     make_target,
     request_bytes,
-    run_load_sync,
+    run_load,
 )
 from ansible.module_utils.vllm_bench_report import (
     comparison_markdown,
@@ -554,7 +554,7 @@ def run(module: AnsibleModule) -> None:
         for p in prompts
     ]
     warmup, measured = payloads[: params["warmup_requests"]], payloads[params["warmup_requests"] :]
-    outcome = run_load_sync(
+    outcome = run_load(
         target,
         measured,
         warmup,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,7 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ansible.module_utils.vllm_bench_engine import failure_summary, make_target, request_bytes, run_load_sync
+from ansible.module_utils import vllm_bench_engine
+from ansible.module_utils.vllm_bench_engine import failure_summary, make_target, request_bytes, run_load
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = b'data: {"id":"c","object":"text_completion","model":"tiny","choices":[{"index":0,"text":"ab"}]}\n\n'
@@ -37,8 +45,11 @@ def usage(prompt_tokens: int, tokens: int) -> bytes:
 class FakeOpenAIServer:
     """An HTTP/1.1 keep-alive server on 127.0.0.1 in a background thread; behaviour(n) picks what request n gets."""
 
-    def __init__(self, behaviour: Callable[[int], str] = lambda n: "ok", tokens: int = 4) -> None:
+    def __init__(
+        self, behaviour: Callable[[int], str] = lambda n: "ok", tokens: int = 4, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.behaviour = behaviour
+        self.tls = tls
         self.tokens = tokens
         self.requests = 0
         self.connections = 0
@@ -49,10 +60,12 @@ class FakeOpenAIServer:
 
     def __enter__(self) -> FakeOpenAIServer:
         self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(asyncio.start_server(self.handle, "127.0.0.1", 0), self.loop)
+        future = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.tls), self.loop
+        )
         self.server = future.result(5)
         self.port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -132,7 +145,7 @@ class FakeOpenAIServer:
             await asyncio.sleep(0.002)
         writer.write(chunk(usage(3, self.tokens)) + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
-        return True
+        return kind != "close_after"  # close_after: a keep-alive response, then the server drops the connection
 
 
 def json_response(status: int, payload: dict) -> bytes:
@@ -150,16 +163,54 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fake_server(behaviour: Callable[[int], str] = lambda n: "ok", tokens: int = 4) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(behaviour, tokens) as server:
+def fake_server(
+    behaviour: Callable[[int], str] = lambda n: "ok", tokens: int = 4, tls: ssl.SSLContext | None = None
+) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(behaviour, tokens, tls) as server:
         yield server
 
 
-def load(url: str, count: int, concurrency: int = 4, timeout: float = 2.0, total_timeout: float = 4.0, warmup=0):
-    target = make_target(url, "k")
-    payload = {"model": "m", "prompt": "p", "max_tokens": 4, "stream": True}
+def load(
+    url: str,
+    count: int,
+    concurrency: int = 4,
+    timeout: float = 2.0,
+    total_timeout: float = 4.0,
+    warmup: int = 0,
+    rate: float = float("inf"),
+    prompt: str = "p",
+    validate_certs: bool = True,
+):
+    target = make_target(url, "k", validate_certs)
+    payload = {"model": "m", "prompt": prompt, "max_tokens": 4, "stream": True}
     requests = [request_bytes(target, "/v1/completions", payload)] * count
-    return run_load_sync(target, requests, requests[:warmup], concurrency, float("inf"), timeout, total_timeout)
+    return run_load(target, requests, requests[:warmup], concurrency, rate, timeout, total_timeout)
+
+
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """Return a server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def test_successful_stream_reuses_keep_alive_connections():
@@ -236,6 +287,74 @@ def test_total_timeout_ends_the_run_and_counts_every_request():
     assert outcome.total_timeout_hit
     assert counts == {"total_timeout": 2, "not_sent": 4}
     assert elapsed < 1.5
+
+
+def test_server_closing_keep_alive_connections_costs_no_request():
+    # The server drops every connection after its response, without saying Connection: close. The next request
+    # on that slot either sees the close while idle or sends into the dead connection and gets nothing back;
+    # either way it goes out again on a new connection and succeeds.
+    with fake_server(lambda n: "close_after") as server:
+        outcome = load(server.url, 6, concurrency=1)
+    assert [r.ok for r in outcome.results] == [True] * 6
+    assert server.connections == 6 and server.requests == 6
+
+
+def test_request_larger_than_the_socket_buffer_is_sent_whole():
+    prompt = "x" * (8 << 20)  # 8 MiB: one send() cannot take it on a non-blocking socket
+    with fake_server(tokens=3) as server:
+        outcome = load(server.url, 2, concurrency=2, timeout=20, total_timeout=30, prompt=prompt)
+    assert [r.ok for r in outcome.results] == [True, True]
+    assert server.requests == 2
+
+
+def test_finite_request_rate_spreads_the_arrivals():
+    # 10 Poisson arrivals at 20 req/s, rescaled so that the last one falls at 10 / 20 = 0.5 s after the start.
+    with fake_server(tokens=2) as server:
+        outcome = load(server.url, 10, concurrency=10, rate=20.0)
+    assert all(r.ok for r in outcome.results)
+    assert outcome.duration_s >= 0.5
+
+
+def test_next_address_is_tried_when_the_first_refuses(monkeypatch):
+    with fake_server() as server:
+        refused = ("127.0.0.1", free_port())
+        good = ("127.0.0.1", server.port)
+        addresses = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in (refused, good)]
+        monkeypatch.setattr(vllm_bench_engine, "resolve", lambda target: addresses)
+        outcome = load(server.url, 3, concurrency=1)
+    assert [r.ok for r in outcome.results] == [True] * 3
+    assert server.connections == 1
+
+
+def test_unresolvable_host_fails_every_request_with_the_reason():
+    outcome = load("http://no-such-host.invalid:8000", 3, concurrency=2)
+    counts, samples = failure_summary(outcome.results)
+    assert counts == {"connection_error": 3}
+    assert "cannot resolve no-such-host.invalid" in samples[0]["detail"]
+
+
+def test_tls_stream_with_and_without_certificate_checks(tmp_path):
+    with fake_server(tokens=5, tls=self_signed_context(tmp_path)) as server:
+        unchecked = load(server.url, 4, concurrency=2, validate_certs=False)
+        checked = load(server.url, 2, concurrency=1, validate_certs=True)
+    assert all(r.ok and r.output_tokens == 5 and len(r.itl) == 4 for r in unchecked.results)
+    counts, samples = failure_summary(checked.results)
+    assert counts == {"tls_error": 2}
+    assert "CERTIFICATE_VERIFY_FAILED" in samples[0]["detail"]
+
+
+def test_tls_handshake_that_never_completes_is_bounded_by_timeout():
+    # A listening socket that nobody accepts from: TCP connects (the kernel's backlog), TLS never answers.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        started = time.perf_counter()
+        outcome = load(f"https://127.0.0.1:{listener.getsockname()[1]}", 2, concurrency=2, timeout=0.5)
+        elapsed = time.perf_counter() - started
+    counts, samples = failure_summary(outcome.results)
+    assert counts == {"timeout": 2}
+    assert "connect did not complete within timeout=0.5s" in samples[0]["detail"]
+    assert elapsed < 2.0
 
 
 # --- the whole module entry point, as a subprocess ---------------------------------------------
