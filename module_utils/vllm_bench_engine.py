@@ -174,10 +174,8 @@ class _Slot:
         "out",
         "parser",
         "received",
-        "retried",
         "reused",
         "sock",
-        "start",
         "state",
         "streaming",
         "timer",
@@ -192,10 +190,8 @@ class _Slot:
         self.index: int | None = None
         self.data = b""
         self.out: memoryview | None = None
-        self.start = 0.0
         self.deadline = math.inf
         self.reused = False
-        self.retried = False
         self.parser: ResponseParser | None = None
         self.timer: StreamTimer | None = None
         self.error_body = bytearray()
@@ -208,6 +204,7 @@ class _Engine:
 
     def __init__(self, target: Target, addresses: list[tuple[Any, ...]], concurrency: int, timeout: float) -> None:
         self.target = target
+        self.tls = target.ssl_context is not None
         self.addresses = addresses
         self.timeout = timeout
         self.slots = [_Slot() for _ in range(concurrency)]
@@ -300,12 +297,10 @@ class _Engine:
         self.active += 1
         slot.index = index
         slot.data = data
-        slot.reused = slot.sock is not None
-        slot.retried = False
+        slot.reused = slot.sock is not None  # cleared by the one retry a stale connection gets
         self._attempt(slot, now)
 
     def _attempt(self, slot: _Slot, now: float) -> None:
-        slot.start = now
         slot.deadline = now + self.timeout
         self.next_expiry = min(self.next_expiry, slot.deadline)
         slot.parser = ResponseParser()
@@ -341,8 +336,7 @@ class _Engine:
         back) is replaced once, with a fresh clock; that is not a failure of the request.
         """
         self._close(slot)
-        if slot.reused and not slot.retried and reason == "broken_stream" and slot.received == 0:
-            slot.retried = True
+        if slot.reused and reason == "broken_stream" and slot.received == 0:
             slot.reused = False
             self._attempt(slot, time.perf_counter())
             return
@@ -455,16 +449,19 @@ class _Engine:
             slot.state = _SENDING
             self._send(slot)
             return
+        raw = slot.sock
         self.by_fd.pop(slot.fd)
         self.poller.unregister(slot.fd)
         try:
             slot.sock = context.wrap_socket(
-                slot.sock,
+                raw,  # type: ignore[arg-type]
                 server_hostname=self.target.host,
-                do_handshake_on_connect=False,  # type: ignore[arg-type]
+                do_handshake_on_connect=False,
             )
         except (ssl.SSLError, OSError) as exc:
+            raw.close()  # type: ignore[union-attr]
             slot.sock = None
+            slot.fd = -1
             slot.mask = 0
             self._finish(slot, RequestResult(False, reason="tls_error", detail=str(exc)))
             return
@@ -536,7 +533,7 @@ class _Engine:
                 return
             self._data(slot, data, time.perf_counter())
             # TLS may hold decrypted bytes the poller cannot see; read them now.
-            if not (slot.sock is not None and isinstance(slot.sock, ssl.SSLSocket) and slot.sock.pending()):
+            if not (self.tls and slot.sock is not None and slot.sock.pending()):  # type: ignore[attr-defined]
                 return
 
     def _data(self, slot: _Slot, data: bytes, now: float) -> None:
@@ -571,7 +568,7 @@ class _Engine:
                 parser.status == 200
                 and parser.at_chunk_boundary
                 and not timer.pending  # type: ignore[union-attr]
-                and not isinstance(slot.sock, ssl.SSLSocket)
+                and not self.tls
             )
 
     def _lost(self, slot: _Slot, exc: Exception | None) -> None:
@@ -598,8 +595,6 @@ def _connect_failure(exc: BaseException) -> tuple[str, str]:
         return "connection_refused", f"connection refused: {exc}"
     if isinstance(exc, TimeoutError):
         return "timeout", "connect timed out"
-    if isinstance(exc, ssl.SSLError):
-        return "tls_error", str(exc)
     return "connection_error", f"{type(exc).__name__}: {exc}"
 
 
