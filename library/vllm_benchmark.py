@@ -151,6 +151,13 @@ options:
     description: Verify the server's TLS certificate for C(https) URLs.
     type: bool
     default: true
+  context:
+    description:
+      - What the numbers were measured on, recorded as is in the result file under C(context) and returned as
+        RV(context), for example the host's CPU and its instruction-set level, its GPUs, the driver and the vLLM
+        flags in force. A figure means little without it.
+    type: dict
+    default: {}
 notes:
   - Check mode reports what would run and sends nothing.
   - Measure from a host other than the server's, or mind that the client shares its CPU; RV(client_cpu_s) shows
@@ -288,6 +295,10 @@ plan:
   description: What the run would send (check mode) or sent.
   returned: always
   type: dict
+context:
+  description: O(context), as recorded in the result file.
+  returned: when requests were sent
+  type: dict
 """
 
 import random
@@ -362,6 +373,7 @@ def argument_spec() -> dict[str, Any]:
         "baseline": {"type": "path"},
         "max_regression_pct": {"type": "float"},
         "validate_certs": {"type": "bool", "default": True},
+        "context": {"type": "dict", "default": {}},
     }
 
 
@@ -422,7 +434,7 @@ def run_plan(params: dict[str, Any]) -> dict[str, Any]:
 
 def public_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Return the parameters to record in the result (no secret)."""
-    return {key: value for key, value in params.items() if key != "api_key"}
+    return {key: value for key, value in params.items() if key not in ("api_key", "context")}
 
 
 def server_facts(client: JsonClient, model: str | None) -> tuple[str | None, str]:
@@ -593,6 +605,7 @@ def run(module: AnsibleModule) -> None:
         "client_cpu_s": round(outcome.client_cpu_s, 3),
         "warmup_failed": outcome.warmup_failed,
         "plan": plan,
+        "context": params["context"] or {},
     }
     problems = failure_messages(metrics, failures, samples, outcome)
     if threshold_failures:

@@ -37,9 +37,30 @@ options:
     type: str
   journal_lines:
     description:
-      - When above 0 and O(unit) is set, return the last this many lines of the unit's journal in RV(journal).
+      - When above 0 and O(unit) is set, read the unit's journal and return at most this many of its lines in
+        RV(journal), and the decisive cause of a failure in RV(failure).
+      - The lines are the journal's last ones that say something (the interpreter's shutdown noise left out); when
+        the decisive line is older, the lines leading up to it come first. Each line is cut at 400 characters.
     type: int
     default: 0
+  journal_since:
+    description:
+      - Read the journal from this time on, as C(journalctl --since) takes it; use V(@EPOCH) (seconds since 1970
+        on the host's clock), for example the time just before a restart, so an older failure is not reported.
+      - When not set, the unit's last 5000 lines are read.
+    type: str
+  journal_timeout:
+    description:
+      - Seconds C(systemctl show) and C(journalctl) may take, each; the whole call is killed after that.
+    type: float
+    default: 30
+  secrets:
+    description:
+      - Values to take out of RV(journal) and RV(failure) (replaced by V(<redacted>)), besides O(api_key); for
+        example the Hugging Face token. Bearer tokens, C(--api-key) values and C(hf_...) tokens are always taken out.
+    type: list
+    elements: str
+    default: []
   fail_on_unreachable:
     description:
       - Fail when nothing answers at O(url). Leave V(false) for readiness probes.
@@ -164,10 +185,32 @@ unit:
       description: ActiveEnterTimestampMonotonic, microseconds.
       type: int
 journal:
-  description: Last O(journal_lines) lines of the unit's journal.
+  description:
+    - At most O(journal_lines) lines of the unit's journal (see O(journal_lines)), secrets taken out; empty when
+      O(journal_lines=0).
   returned: always
   type: list
   elements: str
+failure:
+  description:
+    - The decisive cause of a failure found in the journal read for RV(journal), or null when none is found (or
+      the journal was not read).
+    - Looked for in this order, the first found wins, a worker that died from a signal (named, for example
+      V(SIGILL) for an illegal instruction), an out-of-memory kill, the root Python exception (not its
+      consequences such as C(EngineDeadError)), how systemd saw the main process end.
+  returned: always
+  type: dict
+  contains:
+    reason:
+      description: One line saying what happened, for a person, with a hint at the likely cause where one is known.
+      type: str
+      sample: "vLLM worker VllmWorker-0 died from SIGILL (illegal instruction: ...)"
+    kind:
+      description: V(signal), V(oom), V(exception) or V(exit).
+      type: str
+    line:
+      description: The journal line it was read from.
+      type: str
 error:
   description: Why the server is not reachable (or why its answers could not be read); null when all is well.
   returned: always
@@ -175,11 +218,18 @@ error:
 """
 
 import json
+import re
+import subprocess
 import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vllm_journal import evidence, failure_reason, scrub, scrub_all
 from ansible.module_utils.vllm_metrics import cache_config_labels, samples_from_text, server_metrics
+
+JOURNAL_READ_LINES = 5000
+SINCE_RE = re.compile(r"\A(?:@\d{1,12}(?:\.\d{1,9})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?)\Z")
+UNIT_RE = re.compile(r"\A[A-Za-z0-9:_.@\-]{1,200}\.(?:service|socket|target|timer)\Z")
 
 UNIT_PROPERTIES = (
     "LoadState",
@@ -274,30 +324,53 @@ def unit_state(text: str) -> dict:
     }
 
 
-def unit_report(module: AnsibleModule, unit: str) -> dict | None:
+def run_bounded(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """(rc, stdout, stderr) of a command killed after timeout seconds (rc 124, like timeout(1))."""
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]} did not finish within {timeout:g} s"
+    except OSError as exc:
+        return 127, "", f"cannot run {argv[0]}: {exc}"
+    return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+
+
+def unit_report(module: AnsibleModule, unit: str, timeout: float) -> dict | None:
     """State of a systemd unit, or None (with a warning) when systemctl is missing or fails."""
     systemctl = module.get_bin_path("systemctl")
     if systemctl is None:
         module.warn(f"unit={unit!r} was given but systemctl is not on this host; no unit state reported")
         return None
-    rc, out, err = module.run_command([systemctl, "show", unit, f"--property={','.join(UNIT_PROPERTIES)}"])
+    rc, out, err = run_bounded([systemctl, "show", unit, f"--property={','.join(UNIT_PROPERTIES)}"], timeout)
     if rc != 0:
-        module.warn(f"systemctl show {unit} failed rc={rc}: {(out + err).strip()}")
+        module.warn(f"systemctl show {unit} failed rc={rc}: {(out + err).strip()[:500]}")
         return None
     return unit_state(out)
 
 
-def journal_report(module: AnsibleModule, unit: str, lines: int) -> list[str]:
-    """The last lines of a unit's journal, [] (with a warning) when journalctl is missing or fails."""
+def journal_text(module: AnsibleModule, unit: str, since: str | None, timeout: float) -> list[str]:
+    """The unit's journal lines (since a time, else its last JOURNAL_READ_LINES); [] with a warning on failure."""
     journalctl = module.get_bin_path("journalctl")
     if journalctl is None:
         module.warn("journal_lines was set but journalctl is not on this host")
         return []
-    rc, out, err = module.run_command([journalctl, "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"])
+    argv = [journalctl, "-u", unit, "--no-pager", "-o", "cat", "-n", str(JOURNAL_READ_LINES)]
+    if since:
+        argv += ["--since", since]
+    rc, out, err = run_bounded(argv, timeout)
     if rc != 0:
-        module.warn(f"journalctl -u {unit} failed rc={rc}: {(out + err).strip()}")
+        module.warn(f"journalctl -u {unit} failed rc={rc}: {(out + err).strip()[:500]}")
         return []
     return out.splitlines()
+
+
+def journal_report(lines: list[str], max_lines: int, secrets: list[str]) -> tuple[list[str], dict | None]:
+    """(bounded evidence, failure) from journal lines, secrets taken out of both."""
+    failure = failure_reason(lines)
+    tail = scrub_all(evidence(lines, max_lines, failure["index"] if failure else None), secrets)
+    if failure is None:
+        return tail, None
+    return tail, {key: scrub(failure[key], secrets) for key in ("reason", "kind", "line")}
 
 
 def checked_params(module: AnsibleModule) -> dict:
@@ -314,6 +387,15 @@ def checked_params(module: AnsibleModule) -> dict:
         module.fail_json(msg=f"journal_lines={params['journal_lines']} must be 0 (no journal) or a positive count")
     if params["journal_lines"] > 0 and not params["unit"]:
         module.fail_json(msg=f"journal_lines={params['journal_lines']} needs unit (the systemd unit to read)")
+    if params["unit"] and not UNIT_RE.match(params["unit"]):
+        module.fail_json(msg=f"unit={params['unit']!r} is not a systemd unit name such as vllm.service")
+    if params["journal_since"] and not SINCE_RE.match(params["journal_since"]):
+        module.fail_json(
+            msg=f"journal_since={params['journal_since']!r} must be @EPOCH_SECONDS (e.g. @1764770000) or a date "
+            "YYYY-MM-DD[ HH:MM[:SS]]"
+        )
+    if not params["journal_timeout"] > 0:
+        module.fail_json(msg=f"journal_timeout={params['journal_timeout']} must be a number of seconds above 0")
     return {**params, "url": url}
 
 
@@ -353,6 +435,9 @@ def main() -> None:
             "timeout": {"type": "float", "default": 10},
             "unit": {"type": "str"},
             "journal_lines": {"type": "int", "default": 0},
+            "journal_since": {"type": "str"},
+            "journal_timeout": {"type": "float", "default": 30},
+            "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
             "fail_on_unreachable": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -360,10 +445,12 @@ def main() -> None:
     params = checked_params(module)
     report = server_report(params["url"], params["timeout"], params["api_key"])
     if params["unit"]:
-        report["unit"] = unit_report(module, params["unit"])
-    report["journal"] = []
+        report["unit"] = unit_report(module, params["unit"], params["journal_timeout"])
+    report["journal"], report["failure"] = [], None
     if params["journal_lines"]:
-        report["journal"] = journal_report(module, params["unit"], params["journal_lines"])
+        lines = journal_text(module, params["unit"], params["journal_since"], params["journal_timeout"])
+        secrets = [*params["secrets"], *([params["api_key"]] if params["api_key"] else [])]
+        report["journal"], report["failure"] = journal_report(lines, params["journal_lines"], secrets)
     if params["fail_on_unreachable"] and not report["reachable"]:
         module.fail_json(msg=f"vLLM server at {params['url']} is not reachable: {report['error']}", **report)
     module.exit_json(changed=False, **report)

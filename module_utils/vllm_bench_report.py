@@ -8,10 +8,10 @@ Standard library only: this file runs on target hosts.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
+
+from ansible.module_utils.vllm_files import write_text_atomic
 
 _GROUPS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e"))
 
@@ -77,18 +77,4 @@ def write_json_atomic(path: str, data: Mapping[str, Any]) -> None:
     Readers see the old file or the complete new one, never a half-written one. Raise OSError on failure
     (the temporary file is removed).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".vllm_benchmark.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)

