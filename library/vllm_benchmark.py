@@ -304,7 +304,7 @@ context:
 import random
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
@@ -622,7 +622,7 @@ def run(module: AnsibleModule) -> None:
             "module_version": MODULE_VERSION,
             "parameters": public_parameters(params),
             "host": socket.gethostname(),
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "passed": not problems,
             "problems": problems,
         }
