@@ -1,11 +1,24 @@
 """Reading what `nvidia-smi` says about a host's GPUs, as plain functions.
 
-Standard library only: this file runs on managed hosts under their system python3.
-Everything here is pure (text in, data out) so it is tested without a GPU; the
-module `vllm_gpu_facts` runs the commands.
+Standard library only: this file runs on managed hosts under their system python3
+(3.10 at the oldest). The parsing is pure (text in, data out) so it is tested without
+a GPU; `run_with_deadline` runs a command with a deadline for the whole exchange. The
+module `vllm_gpu_facts` decides what to run and what to do with a problem.
+
+Everything nvidia-smi prints is treated as untrusted input: a value is either what the
+field's shape allows, a marker nvidia-smi uses for "no value" ("[N/A]", ...), or a
+ValueError that names the GPU, the field and the value. Nothing is silently skipped or
+read as something else.
 """
 
+import contextlib
+import os
 import re
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
 
 # The fields asked of `nvidia-smi --query-gpu`. All exist in every driver branch
 # we care about except compute_cap (added in R510); callers retry without it.
@@ -40,6 +53,180 @@ DRIVER_FAILURE_MARKERS = (
     "Driver/library version mismatch",
 )
 
+# Bounds on one run of nvidia-smi. A GPU query prints about 150 bytes per GPU and the
+# banner a few KiB (its process list grows with the processes): 1 MiB is far above both.
+OUTPUT_LIMIT_BYTES = 1024 * 1024
+# After SIGKILL, how long to wait for the process to go. One stuck in the kernel (state D,
+# a hung driver) never goes; it is then left behind rather than waited on for ever.
+KILL_GRACE_SECONDS = 5.0
+READ_CHUNK_BYTES = 65536
+
+MAX_INDEX_DIGITS = 4
+MAX_MIB_DIGITS = 8  # 99,999,999 MiB (95 TiB) per GPU: anything longer is not a memory figure
+MAX_NAME_CHARS = 128
+VERSION_RE = re.compile(r"\A[0-9]+(?:\.[0-9]+)+\Z")
+COMPUTE_CAP_RE = re.compile(r"\A[0-9]+\.[0-9]+\Z")
+INDEX_RE = re.compile(rf"\A[0-9]{{1,{MAX_INDEX_DIGITS}}}\Z")
+MIB_RE = re.compile(rf"\A([0-9]{{1,{MAX_MIB_DIGITS}}})(?: ?MiB)?\Z")
+# A line that starts like a GPU row: an index, then a comma or the end of the line.
+ROW_START_RE = re.compile(r"\A\s*[0-9]+\s*(?:,|\Z)")
+UUID_HEX_DIGITS = 32
+HEX_AND_DASH = frozenset("0123456789abcdefABCDEF-")
+EXCERPT_CHARS = 300
+
+
+# --- running nvidia-smi ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one bounded run of a command gave.
+
+    rc is None when the command did not exit by itself (killed at the deadline or for too
+    much output) or could not be started; `problem` then says which, in words.
+    """
+
+    rc: int | None
+    stdout: bytes
+    stderr: bytes
+    problem: str = ""
+    timed_out: bool = False
+    elapsed: float = 0.0
+
+
+def run_with_deadline(
+    argv: list[str],
+    timeout: float,
+    output_limit: int = OUTPUT_LIMIT_BYTES,
+    env: dict[str, str] | None = None,
+) -> CommandResult:
+    """Run argv with `timeout` seconds for the whole exchange: start, all output, exit.
+
+    The command gets its own process group (session), stdin from /dev/null, and is killed
+    with SIGKILL, group and all, when the deadline passes or stdout + stderr exceed
+    `output_limit` bytes. A per-read timeout would not do: a command that prints a byte
+    a second never trips one. The pipes are read until the deadline only, so a child that
+    escaped the group and holds them open cannot keep this waiting either.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    except OSError as exc:
+        return CommandResult(None, b"", b"", f"could not be started: {exc.strerror or exc}")
+    stdout, stderr = bytearray(), bytearray()
+    try:
+        problem, timed_out = _read_until_deadline(process, stdout, stderr, deadline, output_limit, timeout)
+        if not problem:
+            try:
+                process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                problem, timed_out = f"closed its output but did not exit within {timeout:g} s", True
+        if problem:
+            problem += _kill_group(process)
+    finally:
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    rc = None if problem else process.returncode
+    return CommandResult(rc, bytes(stdout), bytes(stderr), problem, timed_out, time.monotonic() - started)
+
+
+def _read_until_deadline(
+    process: subprocess.Popen,
+    stdout: bytearray,
+    stderr: bytearray,
+    deadline: float,
+    output_limit: int,
+    timeout: float,
+) -> tuple[str, bool]:
+    """Read both pipes to their end: ('', False) when both ended in time, else (why reading stopped, timed out)."""
+    buffers = {process.stdout.fileno(): stdout, process.stderr.fileno(): stderr}
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if process.poll() is not None:
+                    return (
+                        f"exited (status {process.returncode}) but something it started kept its output open "
+                        f"past {timeout:g} s",
+                        True,
+                    )
+                return f"did not finish within {timeout:g} s", True
+            for key, _events in selector.select(remaining):
+                chunk = os.read(key.fd, READ_CHUNK_BYTES)
+                if chunk:
+                    buffers[key.fd] += chunk
+                else:
+                    selector.unregister(key.fileobj)
+            if len(stdout) + len(stderr) > output_limit:
+                return f"printed more than {output_limit} bytes", False
+    return "", False
+
+
+def _kill_group(process: subprocess.Popen) -> str:
+    """SIGKILL the command's process group and reap it; '' or a note when it would not go."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        process.wait(KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        return (
+            f"; it was killed but had not exited {KILL_GRACE_SECONDS:g} s later "
+            "(stuck in the kernel: the driver is hung, usually until a reboot)"
+        )
+    return "; it was killed"
+
+
+def decode_output(data: bytes) -> str:
+    """Output that is parsed, as text: strict UTF-8, or a ValueError saying where it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        around = data[max(exc.start - 20, 0) : exc.end + 20]
+        raise ValueError(
+            f"printed bytes that are not UTF-8 (byte {exc.start} of {len(data)}, near {around!r}); "
+            "nvidia-smi prints ASCII, so this is not its output or it is corrupted"
+        ) from None
+
+
+def decode_for_message(data: bytes) -> str:
+    """Output that is only shown (stderr, an error) or searched (the banner): bad bytes become U+FFFD."""
+    return data.decode("utf-8", errors="replace")
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Text for a message: stripped, control characters escaped, cut to `limit` characters."""
+    text = text.strip()
+    shown = repr(text[:limit])
+    return shown + (f" ... ({len(text) - limit} more characters)" if len(text) > limit else "")
+
+
+def signal_name(rc: int) -> str:
+    """'SIGSEGV' for a return code of -11; the number where the signal is unknown."""
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def exit_description(rc: int) -> str:
+    """'exited with status 6' or 'was killed by SIGSEGV'."""
+    return f"was killed by {signal_name(rc)}" if rc < 0 else f"exited with status {rc}"
+
+
+# --- the query -------------------------------------------------------------------------------------------------
+
 
 def query_args(fields: tuple[str, ...] | list[str]) -> list[str]:
     """Arguments for `nvidia-smi` asking the given fields as bare CSV."""
@@ -51,24 +238,52 @@ def fields_without_optional(fields: tuple[str, ...] | list[str]) -> list[str]:
     return [field for field in fields if field not in OPTIONAL_QUERY_FIELDS]
 
 
-def csv_rows(text: str, fields: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
-    """Rows of `--format=csv,noheader,nounits` output, each keyed by field name.
+def output_lines(text: str) -> list[str]:
+    """Lines of output, split at newlines only (a stray \\x1c or \\x85 stays inside its line and is refused)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
-    nvidia-smi separates values with ", ". A line with the wrong number of
-    values raises ValueError naming the line: better to stop than to shift
-    every value into the wrong field.
+
+def is_row_line(line: str, fields: tuple[str, ...] | list[str]) -> bool:
+    """Whether a line is meant as a GPU row: it starts with an index when the query's first field is `index`.
+
+    nvidia-smi prints notices among the rows ("WARNING: infoROM is corrupted at gpu ...",
+    "Unable to determine the device handle for GPU ...: Unknown Error"); they may hold
+    commas but never start with a number.
     """
-    rows = []
-    for line in text.splitlines():
+    if not fields or fields[0] != "index":
+        return True
+    return ROW_START_RE.match(line) is not None
+
+
+def split_query_lines(text: str, fields: tuple[str, ...] | list[str]) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """(GPU rows as (line number, cells), the other non-empty lines) of `--format=csv,noheader,nounits` output.
+
+    nvidia-smi separates values with ", ". A row with the wrong number of values
+    raises ValueError naming the line: better to stop than to shift every value into
+    the wrong field.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    others: list[str] = []
+    for number, line in enumerate(output_lines(text), start=1):
         if not line.strip():
+            continue
+        if not is_row_line(line, fields):
+            others.append(line)
             continue
         cells = [cell.strip() for cell in line.split(", ")]
         if len(cells) != len(fields):
             raise ValueError(
-                f"nvidia-smi printed {len(cells)} values where {len(fields)} were asked ({', '.join(fields)}): {line!r}"
+                f"line {number}: nvidia-smi printed {len(cells)} values where {len(fields)} were asked "
+                f"({', '.join(fields)}): {excerpt(line)}"
             )
-        rows.append(dict(zip(fields, cells, strict=True)))
-    return rows
+        rows.append((number, cells))
+    return rows, others
+
+
+def csv_rows(text: str, fields: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
+    """The GPU rows of the output, each keyed by field name (see split_query_lines)."""
+    rows, _others = split_query_lines(text, fields)
+    return [dict(zip(fields, cells, strict=True)) for _number, cells in rows]
 
 
 def value_or_none(raw: str | None) -> str | None:
@@ -80,22 +295,28 @@ def value_or_none(raw: str | None) -> str | None:
 
 
 def mib_or_none(raw: str | None) -> int | None:
-    """A memory amount in MiB ("81559" or "81559 MiB"), or None when not available."""
+    """A memory amount in MiB ("81559" or "81559 MiB"); None when nvidia-smi has none; ValueError otherwise."""
     value = value_or_none(raw)
     if value is None:
         return None
-    number = value.removesuffix("MiB").strip()
-    return int(number) if number.isdigit() else None
+    match = MIB_RE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a whole number of MiB")
+    return int(match.group(1))
 
 
 def int_or_none(raw: str | None) -> int | None:
-    """An integer value (a GPU index), or None."""
+    """An integer value (a GPU index), or None when absent; ValueError when it is not one."""
     value = value_or_none(raw)
-    return int(value) if value is not None and value.isdigit() else None
+    if value is None:
+        return None
+    if INDEX_RE.match(value) is None:
+        raise ValueError(f"{value!r} is not a GPU index")
+    return int(value)
 
 
 def enabled_or_none(raw: str | None) -> bool | None:
-    """True for "Enabled"/"On", False for "Disabled"/"Off", None otherwise."""
+    """True for "Enabled"/"On", False for "Disabled"/"Off", None otherwise (lenient; rows use persistence_mode)."""
     value = (value_or_none(raw) or "").lower()
     if value in ("enabled", "on"):
         return True
@@ -104,31 +325,171 @@ def enabled_or_none(raw: str | None) -> bool | None:
     return None
 
 
+def persistence_mode(raw: str | None) -> bool | None:
+    """The CSV form's "Enabled"/"Disabled" as a bool, None for "[N/A]"; ValueError for anything else."""
+    value = value_or_none(raw)
+    if value is None:
+        return None
+    if value == "Enabled":
+        return True
+    if value == "Disabled":
+        return False
+    raise ValueError(f"{value!r} is neither Enabled, Disabled nor [N/A]")
+
+
+def product_name(raw: str | None) -> str | None:
+    """A GPU's product name: printable, at most 128 characters; ValueError when missing or odd."""
+    if raw is None:
+        return None
+    value = value_or_none(raw)
+    if value is None:
+        raise ValueError(f"no product name ({raw.strip()!r})")
+    if len(value) > MAX_NAME_CHARS or not value.isprintable():
+        raise ValueError(f"{excerpt(value, 60)} is not a product name")
+    return value
+
+
+def gpu_uuid(raw: str | None) -> str | None:
+    """A GPU UUID ("GPU-" and 32 hex digits with dashes), None for "[N/A]"; ValueError otherwise."""
+    value = value_or_none(raw)
+    if value is None:
+        return None
+    rest = value.removeprefix("GPU-")
+    if rest == value or not set(rest) <= HEX_AND_DASH or len(rest.replace("-", "")) != UUID_HEX_DIGITS:
+        raise ValueError(f"{excerpt(value, 60)} is not a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    return value
+
+
+def compute_capability(raw: str | None) -> str | None:
+    """A compute capability such as "9.0", None for "[N/A]"; ValueError otherwise."""
+    value = value_or_none(raw)
+    if value is None:
+        return None
+    if COMPUTE_CAP_RE.match(value) is None:
+        raise ValueError(f"{excerpt(value, 60)} is not a compute capability such as 9.0")
+    return value
+
+
+def dotted_version(raw: str | None) -> str | None:
+    """A driver version such as "565.57.01", None for "[N/A]"; ValueError otherwise."""
+    value = value_or_none(raw)
+    if value is None:
+        return None
+    if VERSION_RE.match(value) is None:
+        raise ValueError(f"{excerpt(value, 60)} is not a dotted version such as 565.57.01")
+    return value
+
+
+CELL_READERS = {
+    "index": ("index", int_or_none),
+    "name": ("name", product_name),
+    "uuid": ("uuid", gpu_uuid),
+    "memory.total": ("memory_total_mib", mib_or_none),
+    "memory.used": ("memory_used_mib", mib_or_none),
+    "memory.free": ("memory_free_mib", mib_or_none),
+    "persistence_mode": ("persistence_mode", persistence_mode),
+    "compute_cap": ("compute_cap", compute_capability),
+}
+
+
 def gpu_from_row(row: dict[str, str]) -> dict:
-    """One GPU's facts from a parsed CSV row; fields not asked or not available are None."""
-    return {
-        "index": int_or_none(row.get("index")),
-        "name": value_or_none(row.get("name")),
-        "uuid": value_or_none(row.get("uuid")),
-        "memory_total_mib": mib_or_none(row.get("memory.total")),
-        "memory_used_mib": mib_or_none(row.get("memory.used")),
-        "memory_free_mib": mib_or_none(row.get("memory.free")),
-        "persistence_mode": enabled_or_none(row.get("persistence_mode")),
-        "compute_cap": value_or_none(row.get("compute_cap")),
-    }
+    """One GPU's facts from a parsed CSV row; fields not asked or not available are None.
+
+    Raises ValueError naming the GPU (its index cell) and the field whose value is
+    malformed, and when memory used or free is above the total.
+    """
+    gpu: dict = {}
+    label = f"GPU {row.get('index', '?').strip()}"
+    for field, (key, reader) in CELL_READERS.items():
+        try:
+            gpu[key] = reader(row.get(field))
+        except ValueError as exc:
+            raise ValueError(f"{label}: {field}: {exc}") from None
+    if gpu["index"] is None and "index" in row:
+        raise ValueError(f"{label}: index: no index")
+    total = gpu["memory_total_mib"]
+    for key, field in (("memory_used_mib", "memory.used"), ("memory_free_mib", "memory.free")):
+        if total is not None and gpu[key] is not None and gpu[key] > total:
+            raise ValueError(
+                f"{label}: {field} {gpu[key]} MiB is more than memory.total {total} MiB; "
+                "nvidia-smi's figures are inconsistent, so no free memory can be worked out from them"
+            )
+    return gpu
+
+
+def check_indices(gpus: list[dict]) -> None:
+    """The GPUs must be listed as 0, 1, ..., n-1, in order: a gap is a GPU nvidia-smi could not read."""
+    indices = [gpu["index"] for gpu in gpus]
+    if None in indices or indices == list(range(len(gpus))):
+        return
+    missing = sorted(set(range(max(indices) + 1)) - set(indices))
+    detail = f"GPU {', '.join(map(str, missing))} missing" if missing else "listed out of order or twice"
+    raise ValueError(
+        f"nvidia-smi listed GPU indices {', '.join(map(str, indices))} ({detail}): a GPU it lists no row for "
+        "usually failed (fallen off the bus, an Xid error; see `nvidia-smi -q` and `dmesg | grep -i xid` on the "
+        "host)"
+    )
+
+
+def read_query_output(text: str, fields: tuple[str, ...] | list[str]) -> tuple[list[dict], str | None, list[str]]:
+    """(GPUs, driver version or None, lines that were not GPU rows) of `--query-gpu` CSV output, validated.
+
+    Raises ValueError, with a message a person can act on, when a row is malformed,
+    when the output lists no GPU at all (empty output is not a host without GPUs: that
+    is a host without nvidia-smi), when the GPUs' indices have gaps, or when the GPUs
+    report different driver versions.
+    """
+    rows, others = split_query_lines(text, fields)
+    if not rows:
+        printed = f"; instead it printed: {excerpt(chr(10).join(others))}" if others else " (its output was empty)"
+        raise ValueError(f"nvidia-smi listed no GPUs{printed}")
+    keyed = [dict(zip(fields, cells, strict=True)) for _number, cells in rows]
+    gpus = [gpu_from_row(row) for row in keyed]
+    check_indices(gpus)
+    return gpus, driver_version_from_rows(keyed), others
+
+
+def driver_version_from_rows(rows: list[dict[str, str]]) -> str | None:
+    """The one driver version every row reports, None when not asked or [N/A]; ValueError when they differ."""
+    versions = []
+    for row in rows:
+        if "driver_version" not in row:
+            return None
+        try:
+            versions.append(dotted_version(row["driver_version"]))
+        except ValueError as exc:
+            raise ValueError(f"GPU {row.get('index', '?')}: driver_version: {exc}") from None
+    if len(set(versions)) > 1:
+        shown = ", ".join(f"GPU {row.get('index', '?')}: {row['driver_version']}" for row in rows)
+        raise ValueError(f"the GPUs report different driver versions ({shown}); one host has one driver")
+    return versions[0] if versions else None
 
 
 def gpus_from_csv(text: str, fields: tuple[str, ...] | list[str]) -> list[dict]:
-    """Every GPU's facts from `--query-gpu` CSV output."""
-    return [gpu_from_row(row) for row in csv_rows(text, fields)]
+    """Every GPU's facts from `--query-gpu` CSV output (validated; see read_query_output)."""
+    return read_query_output(text, fields)[0]
 
 
 def driver_version_from_csv(text: str, fields: tuple[str, ...] | list[str]) -> str | None:
-    """The driver version reported by the first GPU, or None."""
-    if "driver_version" not in fields:
-        return None
-    rows = csv_rows(text, fields)
-    return value_or_none(rows[0]["driver_version"]) if rows else None
+    """The driver version the GPUs report, or None (validated; see read_query_output)."""
+    return read_query_output(text, fields)[1]
+
+
+def unknown_memory_notes(gpus: list[dict]) -> list[str]:
+    """A sentence for each GPU whose total or free memory nvidia-smi does not report."""
+    notes = []
+    for gpu in gpus:
+        if gpu["memory_total_mib"] is None:
+            notes.append(f"GPU {gpu['index']}: nvidia-smi reports no memory.total; the memory checks cannot run")
+        elif free_mib(gpu) is None:
+            notes.append(
+                f"GPU {gpu['index']}: nvidia-smi reports neither memory.free nor memory.used; "
+                "the free-memory check cannot run"
+            )
+    return notes
+
+
+# --- the banner ------------------------------------------------------------------------------------------------
 
 
 def cuda_version_from_banner(text: str) -> str | None:
@@ -138,8 +499,8 @@ def cuda_version_from_banner(text: str) -> str | None:
 
 
 def driver_version_from_banner(text: str) -> str | None:
-    """The "Driver Version: X" of plain `nvidia-smi`, or None."""
-    match = re.search(r"Driver Version\s*:\s*([0-9][0-9.]*)", text)
+    """The "Driver Version: X.Y[.Z]" of plain `nvidia-smi`, or None."""
+    match = re.search(r"Driver Version\s*:\s*([0-9]+(?:\.[0-9]+)+)(?![0-9.])", text)
     return match.group(1) if match else None
 
 
@@ -159,10 +520,14 @@ def driver_failure_message(output: str, nvidia_smi: str) -> str:
     )
 
 
+# --- the fact --------------------------------------------------------------------------------------------------
+
+
 def smallest(values: list[int | None]) -> int | None:
-    """The smallest known value, or None when none is known."""
-    known = [value for value in values if value is not None]
-    return min(known) if known else None
+    """The smallest value; None when there is none or any is unknown (an unknown one may be the smallest)."""
+    if not values or None in values:
+        return None
+    return min(value for value in values if value is not None)
 
 
 def free_mib(gpu: dict) -> int | None:
