@@ -48,9 +48,18 @@ options:
     type: str
     default: 127.0.0.1
   api_key_set:
-    description: Whether C(vllm_api_key) is set. The key itself never reaches this module.
+    description: Whether C(vllm_api_key) is set (implied by O(api_key_b64)).
     type: bool
     default: false
+  api_key_b64:
+    description:
+      - C(vllm_api_key), base64-encoded. Checked (it must read back from the environment file exactly as
+        written, so the template may place it between double quotes unescaped), never returned, never shown in
+        a message.
+      - Base64 because C(no_log) masks a secret wherever its value occurs in the result, inside other strings
+        too; the encoded form keeps a short or common key (C(vllm)) from mangling the returned unit.
+    type: str
+    default: ""
   require_api_key:
     description: Refuse a server bound beyond loopback without an API key.
     type: bool
@@ -117,6 +126,34 @@ options:
       - Output of C(python -m vllm.entrypoints.openai.api_server --help=all) from the installed vLLM.
       - When given, every rendered flag must appear in it.
     type: str
+  user:
+    description: C(vllm_user), the service account (User=); a strict user name. C(root) draws a warning.
+    type: str
+    default: vllm
+  group:
+    description: C(vllm_group) (Group=); a strict group name.
+    type: str
+    default: vllm
+  home:
+    description: C(vllm_home) (WorkingDirectory=, ReadWritePaths=, HOME); a safe absolute path.
+    type: str
+    default: /var/lib/vllm
+  install_dir:
+    description: C(vllm_install_dir); a safe absolute path (the venv's python lies under it).
+    type: str
+    default: /opt/vllm
+  model_dir:
+    description: C(vllm_model_dir); a safe absolute path (O(model_path) lies under it).
+    type: str
+    default: /opt/vllm/models
+  python:
+    description: The venv's python, the executable of C(ExecStart=); by default derived from O(install_dir),
+      O(variant) and O(version) as role C(vllm) derives it.
+    type: str
+  env_file:
+    description: The EnvironmentFile= path.
+    type: str
+    default: /etc/vllm/vllm.env
   multinode:
     description:
       - The head of a multi-node deployment (docs/multinode.md) gives the layout role C(ray_cluster) computed
@@ -129,6 +166,10 @@ options:
     type: dict
 notes:
   - Supports check mode; it never changes anything.
+  - Every value the templates place in C(vllm.service) and C(vllm.env) is returned already written for its
+    place by C(module_utils/vllm_systemd.py) (RV(exec_args), RV(env_lines), RV(unit)), or the input is refused -
+    user and group names and paths that those directives cannot escape, environment keys that are not variable
+    names, numbers that are not plain finite numbers, flags the role manages in any spelling vLLM accepts.
 seealso:
   - name: vLLM engine arguments
     description: The flags this module renders.
@@ -160,7 +201,7 @@ args:
   elements: str
   sample: ["--model", "/var/lib/vllm/models/tiny", "--tensor-parallel-size", "8"]
 exec_args:
-  description: The same arguments, each quoted for a systemd C(ExecStart=) line.
+  description: The same arguments, each quoted and escaped for a systemd C(ExecStart=) line.
   returned: success
   type: list
   elements: str
@@ -169,6 +210,21 @@ env:
   returned: success
   type: dict
   sample: {"VLLM_CPU_KVCACHE_SPACE": "4", "HF_HUB_OFFLINE": "1"}
+env_lines:
+  description: The same environment as the lines of C(vllm.env), C(KEY="VALUE") quoted for an EnvironmentFile=,
+    sorted by key.
+  returned: success
+  type: list
+  elements: str
+  sample: ['HF_HUB_OFFLINE="1"', 'VLLM_CPU_KVCACHE_SPACE="4"']
+unit:
+  description:
+    - The other values of C(vllm.service), each written for its directive - C(header) (comment lines, without the
+      C(#)), C(description), C(user), C(group), C(working_directory), C(read_write_paths), C(environment_file),
+      C(environment) (Environment= words), C(command) (the first words of ExecStart=) and, in a multi-node
+      deployment, C(ray_group) (comment text).
+  returned: success
+  type: dict
 notes:
   description: Where a computed flag's value came from, by flag.
   returned: success
@@ -187,6 +243,8 @@ errors:
   elements: str
 """
 
+import base64
+import binascii
 import json
 import os
 
@@ -214,6 +272,13 @@ SETTINGS = (
     "extra_args",
     "extra_env",
     "multinode",
+    "user",
+    "group",
+    "home",
+    "install_dir",
+    "model_dir",
+    "python",
+    "env_file",
 )
 
 
@@ -226,6 +291,7 @@ def argument_spec() -> dict:
         served_model_name=dict(type="str", default=""),
         host=dict(type="str", default="127.0.0.1"),
         api_key_set=dict(type="bool", default=False),
+        api_key_b64=dict(type="str", default="", no_log=True),
         require_api_key=dict(type="bool", default=True),
         port=dict(type="raw", default=8000),
         tensor_parallel_size=dict(type="raw", default="auto"),
@@ -244,6 +310,13 @@ def argument_spec() -> dict:
         num_attention_heads=dict(type="int"),
         help_text=dict(type="str"),
         multinode=dict(type="dict"),
+        user=dict(type="str", default="vllm"),
+        group=dict(type="str", default="vllm"),
+        home=dict(type="str", default="/var/lib/vllm"),
+        install_dir=dict(type="str", default="/opt/vllm"),
+        model_dir=dict(type="str", default="/opt/vllm/models"),
+        python=dict(type="str"),
+        env_file=dict(type="str", default="/etc/vllm/vllm.env"),
     )
 
 
@@ -255,14 +328,25 @@ def local_model_heads(model: str) -> int | None:
             config = json.load(fh)
     except (OSError, ValueError):
         return None
-    heads = config.get("num_attention_heads") or config.get("text_config", {}).get("num_attention_heads")
-    return int(heads) if heads else None
+    heads = config.get("num_attention_heads") or (config.get("text_config") or {}).get("num_attention_heads")
+    return heads if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0 else None
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    p = module.params
+def decoded_api_key(encoded: str) -> str | None:
+    """vllm_api_key from O(api_key_b64), or None when that is not base64 of UTF-8 text."""
+    try:
+        return base64.b64decode(encoded or "", validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def run(p: dict) -> dict:
+    """The module's work on validated parameters P: compute()'s result (errors, or what the templates place)."""
+    api_key = decoded_api_key(p["api_key_b64"])
+    if api_key is None:
+        return {"errors": ["api_key_b64 is invalid: it must be vllm_api_key | b64encode (its value is not shown)"]}
     settings = {key: p[key] for key in SETTINGS}
+    settings["api_key"] = api_key
     local = model_kind(p["model"]) == "local"
     settings["model_exists"] = os.path.isdir(os.path.expanduser(p["model"])) if local else None
     facts = {
@@ -272,7 +356,12 @@ def main() -> None:
         "num_attention_heads": p["num_attention_heads"] or (local_model_heads(p["model"]) if local else None),
         "known_flags": parse_help_flags(p["help_text"]) if p["help_text"] else [],
     }
-    result = compute(settings, facts)
+    return compute(settings, facts)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    result = run(module.params)
     if result["errors"]:
         module.fail_json(
             msg="Invalid vLLM settings:\n- " + "\n- ".join(result["errors"]),

@@ -51,6 +51,16 @@ options:
   model_path:
     description: A local model directory on the controller; its C(config.json) gives the attention heads and layers.
     type: path
+  service:
+    description:
+      - The Ray unit of one node of the group. When given, RV(unit) and RV(env_lines) are returned for it, every
+        value already written for its place in C(ray.service) and C(ray.env) by C(module_utils/vllm_systemd.py),
+        or refused with one line naming the variable.
+      - C(node) (this host's name in the group), C(ray_bin), C(temp_dir), C(user), C(group), C(home),
+        C(env_file), C(network) (C(ray_cluster_network), shown in a comment), and the whole numbers C(port),
+        C(object_manager_port), C(node_manager_port), C(min_worker_port), C(max_worker_port), C(num_cpus),
+        C(object_store_memory_mb) and C(restart_sec).
+    type: dict
 notes:
   - Supports check mode; it never changes anything.
 """
@@ -85,13 +95,26 @@ ray_requirement:
   returned: success
   type: str
   sample: ray[cgraph]==2.56.1
+unit:
+  description:
+    - With O(service), the values of that node's Ray unit - C(name), C(header) and C(env_header) (comment lines,
+      without the C(#)), C(description), C(user), C(group), C(working_directory), C(read_write_paths),
+      C(environment_file), C(environment) (Environment= words), C(command) and C(options) (the words of
+      ExecStart=), C(restart_sec), C(temp_dir) (comment text).
+  returned: success, with O(service)
+  type: dict
+env_lines:
+  description: With O(service), the C(KEY="VALUE") lines of that node's C(ray.env).
+  returned: success, with O(service)
+  type: list
+  elements: str
 """
 
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vllm_layout import layout, ray_requirement, resolve_ray_version
+from ansible.module_utils.vllm_layout import layout, ray_requirement, ray_unit, resolve_ray_version
 
 
 def model_shape(path: str | None) -> dict:
@@ -106,21 +129,22 @@ def model_shape(path: str | None) -> dict:
     return {key: config.get(key) for key in ("num_attention_heads", "num_hidden_layers")}
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "group": {"type": "str", "required": True},
-            "variant": {"type": "str", "required": True},
-            "vllm_version": {"type": "str", "required": True},
-            "ray_version": {"type": "str", "default": "auto"},
-            "tensor_parallel_size": {"type": "raw", "default": "auto"},
-            "pipeline_parallel_size": {"type": "raw", "default": "auto"},
-            "nodes": {"type": "list", "elements": "dict", "required": True},
-            "model_path": {"type": "path"},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
+def argument_spec() -> dict:
+    return {
+        "group": {"type": "str", "required": True},
+        "variant": {"type": "str", "required": True},
+        "vllm_version": {"type": "str", "required": True},
+        "ray_version": {"type": "str", "default": "auto"},
+        "tensor_parallel_size": {"type": "raw", "default": "auto"},
+        "pipeline_parallel_size": {"type": "raw", "default": "auto"},
+        "nodes": {"type": "list", "elements": "dict", "required": True},
+        "model_path": {"type": "path"},
+        "service": {"type": "dict"},
+    }
+
+
+def run(p: dict) -> dict:
+    """The module's work on validated parameters P: errors and warnings, and when valid what it returns."""
     settings = dict(
         group=p["group"],
         variant=p["variant"],
@@ -129,21 +153,38 @@ def main() -> None:
         **model_shape(p["model_path"]),
     )
     result = layout(settings, p["nodes"])
-    errors = list(result["errors"])
+    errors = list(result.pop("errors"))
+    warnings = result.pop("warnings")
     ray_version, ray_errors = resolve_ray_version(p["ray_version"], p["vllm_version"])
     errors += ray_errors
+    unit: dict = {}
+    if not errors and p["service"] is not None:
+        unit = ray_unit(dict(settings, ray_version=ray_version), result, p["service"])
+        errors += unit.pop("errors")
     if errors:
-        module.fail_json(msg="Invalid multi-node settings:\n- " + "\n- ".join(errors), errors=errors)
+        return {"errors": errors, "warnings": warnings}
+    return {
+        "errors": [],
+        "warnings": warnings,
+        "layout": result,
+        "ray_version": ray_version,
+        "ray_requirement": ray_requirement(p["variant"], ray_version),
+        **unit,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    result = run(module.params)
+    if result["errors"]:
+        module.fail_json(
+            msg="Invalid multi-node settings:\n- " + "\n- ".join(result["errors"]), errors=result["errors"]
+        )
     # A layout that works but is slow (tensor parallel across nodes) is a warning, not an error.
     for warning in result.pop("warnings"):
         module.warn(warning)
     result.pop("errors")
-    module.exit_json(
-        changed=False,
-        layout=result,
-        ray_version=ray_version,
-        ray_requirement=ray_requirement(p["variant"], ray_version),
-    )
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

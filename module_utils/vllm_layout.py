@@ -10,7 +10,9 @@ multiply to the devices of the whole group.
 
 Used by the ray_cluster role (modules vllm_multinode_layout and
 ray_cluster_status), unit-tested in tests/unit/test_vllm_layout.py. Standard
-library only.
+library only. `ray_unit()` returns every value ray.service.j2 and ray.env.j2
+place, already written by module_utils/vllm_systemd.py's `quote()`, or refuses
+it.
 
 Facts used here (checked on the vLLM 0.32.0 sdist from PyPI, see docs/multinode.md):
 - vLLM 0.32.0 tests pipeline parallelism against `ray[cgraph,default]>=2.56.0,<2.57`
@@ -25,32 +27,51 @@ Facts used here (checked on the vLLM 0.32.0 sdist from PyPI, see docs/multinode.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from typing import Any
 
-from ansible.module_utils.vllm_tuning import _invalid, attention_heads_errors, divisors
+from ansible.module_utils.vllm_systemd import UnitValueError, env_file_line, exec_line, quote
+from ansible.module_utils.vllm_tuning import (
+    ACCOUNT_DEFAULTS,
+    _invalid,
+    attention_heads_errors,
+    divisors,
+    whole_number,
+)
 
 # The Ray release each vLLM minor version was tested with (see the module docstring).
 RAY_FOR_VLLM = {(0, 32): "2.56.1"}
 HOST_RESOURCE_PREFIX = "vllm_fleet_host:"
 DEVICE_RESOURCE = {"cuda": "GPU", "cpu": "CPU"}
-USAGE_RE = re.compile(r"^\s*([0-9.]+)((?:[KMGT]i?)?B)?/([0-9.]+)((?:[KMGT]i?)?B)?\s+(\S+)\s*$")
-NODE_RE = re.compile(r"^Node:\s+(\S+)")
+USAGE_RE = re.compile(r"\s*([0-9.]+)((?:[KMGT]i?)?B)?/([0-9.]+)((?:[KMGT]i?)?B)?\s+(\S+)\s*")
+NODE_RE = re.compile(r"\ANode:\s+(\S+)")
+# A node's name reaches `ray start --resources` and the `ray status` line the readiness check reads (\S+).
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+# Linux's dev_valid_name(): 1 to 15 characters, no '/', ':' or whitespace, not '.' or '..'; and printable.
+IFNAME_RE = re.compile(r"[^/:\s\x00-\x1f\x7f]{1,15}")
+# (variable, key in the service settings, lowest, highest) of the whole numbers ray.service.j2 renders.
+RAY_NUMBERS = (
+    ("ray_cluster_port", "port", 1, 65535),
+    ("ray_cluster_object_manager_port", "object_manager_port", 1, 65535),
+    ("ray_cluster_node_manager_port", "node_manager_port", 1, 65535),
+    ("ray_cluster_min_worker_port", "min_worker_port", 1, 65535),
+    ("ray_cluster_max_worker_port", "max_worker_port", 1, 65535),
+    ("ray_cluster_num_cpus", "num_cpus", 0, 2**20),
+    ("ray_cluster_object_store_memory_mb", "object_store_memory_mb", 0, 2**40),
+    ("ray_cluster_restart_sec", "restart_sec", 0, 2**31 - 1),
+)
 
 
 def _integer(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number == int(number) else None
+    """A whole number as vllm_tuning reads one: never 2.0, '2e0', 'inf' or 'nan'."""
+    return whole_number(value)
 
 
 def ray_version_for(vllm_version: str) -> str | None:
     """The Ray release to pair with a vLLM version, or None when the table has no entry."""
-    match = re.match(r"^(\d+)\.(\d+)\.", str(vllm_version))
+    match = re.match(r"([0-9]+)\.([0-9]+)\.", str(vllm_version))
     if not match:
         return None
     return RAY_FOR_VLLM.get((int(match.group(1)), int(match.group(2))))
@@ -66,7 +87,7 @@ def resolve_ray_version(requested: str, vllm_version: str) -> tuple[str, list[st
             f"ray_cluster_version='auto' has no Ray release on record for vllm_version={vllm_version!r}: set "
             "ray_cluster_version to the release that vLLM's requirements/test/cuda.in names (e.g. 2.56.1)"
         ]
-    if not re.fullmatch(r"\d+\.\d+\.\d+", str(requested)):
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", str(requested)):
         return "", [_invalid("ray_cluster_version", requested, "must be 'auto' or a Ray release such as 2.56.1")]
     return str(requested), []
 
@@ -106,6 +127,8 @@ def validate_nodes(group: str, variant: str, nodes: list[dict[str, Any]]) -> lis
             f"no Ray address for {', '.join(missing)}: set ray_cluster_network to an interface name or an IPv4 "
             "address the nodes reach each other on (and check that the host was reachable)"
         )
+    for node in nodes:
+        errors.extend(node_value_errors(group, node))
     seen: dict[str, str] = {}
     for node in nodes:
         address = node.get("address")
@@ -131,6 +154,35 @@ def validate_nodes(group: str, variant: str, nodes: list[dict[str, Any]]) -> lis
                 "pipeline stage the same tensor parallel size, so every node needs the same number of GPUs; "
                 "split the group or set CUDA_VISIBLE_DEVICES through vllm_extra_env to use fewer"
             )
+    return errors
+
+
+def node_value_errors(group: str, node: dict[str, Any]) -> list[str]:
+    """A node's name, address and interface reach its Ray unit and environment: refuse what they cannot carry."""
+    errors = []
+    name = node.get("name")
+    if not isinstance(name, str) or not NODE_NAME_RE.fullmatch(name):
+        errors.append(
+            f"the inventory host {name!r} of ray_cluster_group={group!r} is invalid as a Ray node: its name must be "
+            "letters, digits and . _ : - only (it names the node in ray start --resources and in ray status)"
+        )
+    address = node.get("address")
+    if address:
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            errors.append(
+                _invalid(f"the Ray address of {name}", address, "must be an IP address (from ray_cluster_network)")
+            )
+    ifname = node.get("ifname")
+    if ifname and (not isinstance(ifname, str) or not IFNAME_RE.fullmatch(ifname) or ifname in (".", "..")):
+        errors.append(
+            _invalid(
+                f"the network interface of {name}",
+                ifname,
+                "must be a Linux interface name: 1 to 15 printable characters, no '/', ':' or spaces",
+            )
+        )
     return errors
 
 
@@ -267,7 +319,7 @@ def parse_ray_status(text: str) -> list[dict[str, Any]]:
             continue
         if current is None:
             continue
-        usage = USAGE_RE.match(line)
+        usage = USAGE_RE.fullmatch(line)
         if usage:
             name = usage.group(5)
             current["resources"][name] = _bytes(usage.group(3), usage.group(4))
@@ -318,3 +370,116 @@ def cluster_report(expected: list[dict[str, Any]], seen: list[dict[str, Any]], d
         f"all {len(expected)} nodes joined: {', '.join(n['name'] for n in expected)}" if ready else "; ".join(parts)
     )
     return {"ready": ready, "missing": missing, "unexpected": unexpected, "short": short, "message": message}
+
+
+def _service_errors(service: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The service settings of a Ray unit, checked: whole numbers in range, names and paths systemd can take."""
+    errors = []
+    values: dict[str, Any] = {}
+    for variable, key, low, high in RAY_NUMBERS:
+        number = whole_number(service.get(key))
+        if number is None or not low <= number <= high:
+            errors.append(_invalid(variable, service.get(key), f"must be a whole number from {low} to {high}"))
+        values[key] = number
+    for variable, key, context in (
+        ("vllm_user", "user", "name"),
+        ("vllm_group", "group", "name"),
+        ("vllm_home", "home", "path"),
+        ("the Ray executable (from vllm_install_dir)", "ray_bin", "path"),
+        ("the Ray temporary directory (from vllm_home)", "temp_dir", "path"),
+        ("the Ray environment file", "env_file", "path"),
+    ):
+        value = service.get(key) if service.get(key) is not None else ACCOUNT_DEFAULTS.get(key)
+        try:
+            values[key] = quote(value, context)
+        except UnitValueError as exc:
+            errors.append(_invalid(variable, value, exc.valid))
+    return values, errors
+
+
+def ray_unit(settings: dict[str, Any], result: dict[str, Any], service: dict[str, Any]) -> dict[str, Any]:
+    """Every value of one node's Ray unit (ray.service.j2) and environment (ray.env.j2), or the errors.
+
+    settings: group, variant, ray_version. result: a valid layout(). service: node (this host's name in
+    the group), ray_bin, temp_dir, user, group, home, env_file, network (ray_cluster_network, shown in a
+    comment) and the whole numbers of RAY_NUMBERS. Returns errors, and when there are none `unit` (each
+    value written by vllm_systemd.quote() for its directive; `command` and `options` are the words of
+    ExecStart=) and `env_lines` (the KEY="VALUE" lines of ray.env).
+    """
+    values, errors = _service_errors(service)
+    group = str(settings.get("group") or "")
+    nodes = result["nodes"]
+    names = [node["name"] for node in nodes]
+    name = service.get("node")
+    if name not in names:
+        errors.append(f"{name!r} is not a node of ray_cluster_group={group!r} ({', '.join(map(str, names))})")
+    if errors:
+        return {"errors": errors}
+    this, head = nodes[names.index(name)], nodes[0]
+    is_head = name == head["name"]
+    role = "head" if is_head else "worker"
+    address, ifname = str(this.get("address") or ""), str(this.get("ifname") or "")
+    port = values["port"]
+    argv = [service["ray_bin"], "start", "--block"]
+    if is_head:
+        argv += ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={service['temp_dir']}"]
+    else:
+        argv += [f"--address={head['address']}:{port}"]
+    argv += [
+        f"--node-ip-address={address}",
+        f"--object-manager-port={values['object_manager_port']}",
+        f"--node-manager-port={values['node_manager_port']}",
+        f"--min-worker-port={values['min_worker_port']}",
+        f"--max-worker-port={values['max_worker_port']}",
+    ]
+    if values["num_cpus"] > 0:
+        argv.append(f"--num-cpus={values['num_cpus']}")
+    if settings.get("variant") == "cuda":
+        argv.append(f"--num-gpus={result['devices_per_node']}")
+    if values["object_store_memory_mb"] > 0:
+        argv.append(f"--object-store-memory={values['object_store_memory_mb'] * 1048576}")
+    argv += ["--disable-usage-stats", "--resources=" + json.dumps({HOST_RESOURCE_PREFIX + name: 1})]
+    words = exec_line(argv)
+    unit_name = f"ray-{role}.service"
+    header = [
+        f"Ray {settings.get('ray_version', '')} {role} of the vLLM deployment {group}",
+        f"({len(nodes)} nodes, head {head['name']} at {head['address']}:{port};",
+        f"vLLM layout TP {result['tensor_parallel_size']} x PP {result['pipeline_parallel_size']}).",
+        f"The resource {HOST_RESOURCE_PREFIX}{name} names this node in `ray status`, where the role's",
+        "readiness check looks for it.",
+    ]
+    env_header = [
+        f"Environment of {unit_name}, and through Ray of every vLLM worker",
+        "process it starts on this node. One address for everything: Ray's node",
+        "address, vLLM's, and the interface NCCL and Gloo send tensors over, all from",
+        f"ray_cluster_network={service.get('network') or ''} ({ifname} {address}).",
+    ]
+    env = {
+        "VLLM_HOST_IP": address,
+        "NCCL_SOCKET_IFNAME": ifname,
+        "GLOO_SOCKET_IFNAME": ifname,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return {
+        "errors": [],
+        "unit": {
+            "name": unit_name,
+            "header": [quote(line, "comment") for line in header],
+            "env_header": [quote(line, "comment") for line in env_header],
+            "description": quote(f"Ray {role} for the vLLM deployment {group}", "text"),
+            "user": values["user"],
+            "group": values["group"],
+            "working_directory": values["home"],
+            "read_write_paths": values["home"],
+            "environment_file": values["env_file"],
+            "environment": [quote(f"HOME={service.get('home') or ACCOUNT_DEFAULTS['home']}", "environment")],
+            "command": words[:3],
+            "options": words[3:],
+            "restart_sec": str(values["restart_sec"]),
+            "temp_dir": quote(service["temp_dir"], "comment"),
+        },
+        "env_lines": [env_file_line(key, value) for key, value in env.items()],
+    }

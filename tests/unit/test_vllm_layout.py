@@ -8,6 +8,7 @@ from ansible.module_utils.vllm_layout import (
     layout,
     parse_ray_status,
     ray_requirement,
+    ray_unit,
     ray_version_for,
     resolve_ray_version,
     validate_nodes,
@@ -244,3 +245,87 @@ def test_only_a_departed_entry_does_not_count_as_the_node():
     report = cluster_report(expected("gpu-a", "gpu-b", devices=1), parse_ray_status(gone), "GPU")
     assert not report["ready"]
     assert report["missing"] == ["gpu-b"]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "2.0", "2e0", 2.0, "-1"])
+def test_sizes_that_would_crash_int_are_refused(value):
+    """Issue 11, part 5: 'inf' raised OverflowError and 'nan' ValueError inside int() before."""
+    errors = layout(settings(value, "auto"), nodes(2))["errors"]
+    assert any(e.startswith(f"ray_cluster_tensor_parallel_size={value!r} is invalid: must be 'auto'") for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "gpu b", "the inventory host 'gpu b' of ray_cluster_group='llama' is invalid as a Ray node"),
+        ("name", "gpu-b\n", "is invalid as a Ray node"),
+        ("address", "10.0.0.12\nX=1", "the Ray address of gpu-1='10.0.0.12\\nX=1' is invalid: must be an IP address"),
+        ("ifname", "eth 0", "the network interface of gpu-1='eth 0' is invalid: must be a Linux interface name"),
+        ("ifname", "a" * 16, "must be a Linux interface name"),
+    ],
+)
+def test_node_values_the_units_cannot_carry_are_refused(field, value, message):
+    group = nodes(2)
+    group[1][field] = value
+    assert any(message in e for e in validate_nodes("llama", "cuda", group)), validate_nodes("llama", "cuda", group)
+
+
+SERVICE = {
+    "node": "gpu-1",
+    "ray_bin": "/opt/vllm/venvs/vllm-cuda-0.32.0/bin/ray",
+    "temp_dir": "/var/lib/vllm/ray",
+    "user": "vllm",
+    "group": "vllm",
+    "home": "/var/lib/vllm",
+    "env_file": "/etc/ray/ray.env",
+    "network": "ib0",
+    "port": 6379,
+    "object_manager_port": 8076,
+    "node_manager_port": 8077,
+    "min_worker_port": 10002,
+    "max_worker_port": 19999,
+    "num_cpus": 0,
+    "object_store_memory_mb": 0,
+    "restart_sec": 10,
+}
+
+
+def ray_unit_of(service: dict, group=None) -> dict:
+    result = layout(settings(), group or [dict(n, ifname="ib0") for n in nodes(2)])
+    return ray_unit({"group": "llama", "variant": "cuda", "ray_version": "2.56.1"}, result, service)
+
+
+def test_ray_unit_of_a_worker():
+    out = ray_unit_of(SERVICE)
+    assert out["errors"] == []
+    unit = out["unit"]
+    assert unit["command"] == ["/opt/vllm/venvs/vllm-cuda-0.32.0/bin/ray", "start", "--block"]
+    assert unit["options"][:2] == ["--address=10.0.0.11:6379", "--node-ip-address=10.0.0.12"]
+    assert "--num-gpus=8" in unit["options"]
+    assert unit["options"][-1] == '"--resources={\\"vllm_fleet_host:gpu-1\\": 1}"'
+    assert out["env_lines"][:3] == ['VLLM_HOST_IP="10.0.0.12"', 'NCCL_SOCKET_IFNAME="ib0"', 'GLOO_SOCKET_IFNAME="ib0"']
+    assert unit["header"][0] == "Ray 2.56.1 worker of the vLLM deployment llama"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("port", "6379\nExecStartPre=+sh", "ray_cluster_port='6379\\nExecStartPre=+sh' is invalid: must be a whole"),
+        ("num_cpus", "inf", "ray_cluster_num_cpus='inf' is invalid"),
+        ("object_store_memory_mb", -1, "ray_cluster_object_store_memory_mb=-1 is invalid"),
+        ("user", "vllm user", "vllm_user='vllm user' is invalid"),
+        ("home", "/var/lib/my vllm", "vllm_home='/var/lib/my vllm' is invalid"),
+        ("ray_bin", "/opt/my vllm/ray", "the Ray executable (from vllm_install_dir)='/opt/my vllm/ray' is invalid"),
+        ("node", "gpu-9", "'gpu-9' is not a node of ray_cluster_group='llama'"),
+    ],
+)
+def test_ray_unit_refuses_what_it_cannot_write(key, value, message):
+    errors = ray_unit_of(dict(SERVICE, **{key: value}))["errors"]
+    assert any(message in e for e in errors), errors
+
+
+def test_comments_and_the_description_keep_a_hostile_group_name_on_one_line():
+    out = ray_unit({"group": "g\nExecStartPre=+sh", "variant": "cpu", "ray_version": "2.56.1"},
+                   layout(settings(variant="cpu"), nodes(2, 0)), SERVICE)  # fmt: skip
+    assert out["unit"]["description"] == "Ray worker for the vLLM deployment g\\x0aExecStartPre=+sh"
+    assert all("\n" not in line for line in out["unit"]["header"])

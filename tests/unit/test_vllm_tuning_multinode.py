@@ -100,7 +100,8 @@ def test_single_host_is_unchanged_without_multinode():
         ),
         (
             {"extra_args": ["--distributed-executor-backend=mp"]},
-            "--distributed-executor-backend=mp is set by the role in a multi-node deployment",
+            "vllm_extra_args[0] is invalid: --distributed-executor-backend is set by the role in a multi-node "
+            "deployment",
         ),
     ],
 )
