@@ -31,10 +31,21 @@ DEMO_SSH_PORT := 2299
 DEMO_PORT := 18100
 DEMO_DIR := .cache/demo
 
-.PHONY: help venv deps model image lint unit molecule test demo bench demo-stop clean distclean
+# The oldest Python a host may have (preflight refuses older ones): host-side code
+# (library/, module_utils/) must need no newer one; make lint checks it with vermin.
+HOST_PYTHON_MIN := $(shell sed -n 's/^__vllm_preflight_min_python: *"\([0-9.]*\)".*/\1/p' roles/vllm_preflight/vars/main.yml)
+
+.PHONY: help venv deps model image lint unit molecule test demo demo-verify bench demo-stop clean distclean
+
+# The variables the targets' descriptions name, e.g. $(DEMO_PORT): help prints their values.
+HELP_VARS = $(sort $(shell grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | grep -oE '\$$\([A-Z_]+\)' | tr -d '$$()'))
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	  $(foreach v,$(HELP_VARS),$(v)='$($(v))') awk -F':.*## ' '{ text = $$2; \
+	    while (match(text, /\$$\([A-Z_]+\)/)) \
+	      text = substr(text, 1, RSTART - 1) ENVIRON[substr(text, RSTART + 2, RLENGTH - 3)] substr(text, RSTART + RLENGTH); \
+	    printf "  %-12s %s\n", $$1, text }'
 
 venv: $(VENV_STAMP) ## Controller venv (.venv) from requirements.txt
 
@@ -66,13 +77,16 @@ model: venv ## Tiny Llama model for the CPU build, in $(VLLM_FLEET_CACHE)/models
 image: deps ## Cached Debian 12 image for the test hosts (debootstrap, about 2 minutes cold)
 	$(NSPAWN_HOST) image
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, vermin (host code runs on Python $(HOST_PYTHON_MIN))
 	@echo "==> lint: yamllint"
 	$(BIN)/yamllint .
 	@echo "==> lint: ansible-lint"
 	$(BIN)/ansible-lint
 	@echo "==> lint: ruff"
 	$(BIN)/ruff check .
+	@test -n "$(HOST_PYTHON_MIN)" || { echo "==> lint: no __vllm_preflight_min_python in roles/vllm_preflight/vars/main.yml"; exit 1; }
+	@echo "==> lint: vermin (library/, module_utils/ need no Python newer than $(HOST_PYTHON_MIN), the oldest preflight accepts)"
+	$(BIN)/vermin --no-tips --violations -t=$(HOST_PYTHON_MIN)- library module_utils
 
 unit: venv ## pytest tests/ (no tests collected is not a failure)
 	@rc=0; $(BIN)/pytest tests/ || rc=$$?; \
@@ -152,8 +166,13 @@ demo: deps venv model ## Converge a local host vllm-demo with site.yml; vLLM on 
 	echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/v1/models -H \"Authorization: Bearer \$$(cat $(DEMO_DIR)/api-key)\""; \
 	echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/v1/completions -H \"Authorization: Bearer \$$(cat $(DEMO_DIR)/api-key)\" \\"; \
 	echo "       -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"prompt\": \"hello\", \"max_tokens\": 16}'"; \
+	echo "  verify:  make demo-verify    (playbooks/verify.yml with the inventory $(DEMO_DIR)/inventory.yml)"; \
 	echo "  log in:  $(NSPAWN_HOST) ssh $(DEMO_NAME)    (journalctl -u vllm)"; \
 	echo "  stop it: make demo-stop"
+
+demo-verify: venv ## Verify the running demo host: playbooks/verify.yml with $(DEMO_DIR)/inventory.yml
+	@test -s $(DEMO_DIR)/inventory.yml || { echo "==> demo-verify: no demo host ($(DEMO_DIR)/inventory.yml); run make demo first"; exit 1; }
+	$(BIN)/ansible-playbook -i $(DEMO_DIR)/inventory.yml playbooks/verify.yml
 
 # The peer client (vLLM's own `vllm bench serve` code) runs from the demo host's venv,
 # reached through its root filesystem; the host's Python is Debian 12's, like this one's.
