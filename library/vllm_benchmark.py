@@ -21,7 +21,13 @@ description:
   - In C(throughput) mode it sends O(num_prompts) requests at O(request_rate) (Poisson arrivals) with at most
     O(max_concurrency) in flight; in C(latency) mode it sends O(num_requests) requests one at a time.
   - Every failed request is counted with its reason; O(timeout) bounds each request and O(total_timeout) the
-    whole run, so a dead or stalling server ends the task in bounded time.
+    whole run, so a dead or stalling server ends the task in bounded time. Both are deadlines for the whole
+    exchange, not per read, so they hold against a server that sends one byte at a time.
+  - What the server sends is checked before it counts. A response that is not HTTP, an event that is not JSON
+    (or nested too deeply to read), C(choices) that is not a list of objects, a C(usage) that is not an object
+    or whose token counts are not integers of at least 0, a stream of token events reporting 0 output tokens,
+    or more output tokens than the request allows (C(max_tokens) x C(n)) make that request a failure with a
+    reason, never a pass; the module never ends in a traceback.
   - Optionally checks O(thresholds) and compares with a O(baseline) result, and writes the result as JSON to
     O(result_path) atomically.
   - Runs on the host it is delegated to, with the standard library only; any load it sends goes to O(url).
@@ -29,7 +35,10 @@ author:
   - vllm-fleet contributors
 options:
   url:
-    description: Base URL of the vLLM server, without C(/v1).
+    description:
+      - Base URL of the vLLM server, without C(/v1).
+      - Credentials in it (C(user:password@)) are not sent (vLLM takes O(api_key)); the password is taken out of
+        everything the module returns or writes.
     type: str
     default: http://127.0.0.1:8000
   model:
@@ -42,6 +51,8 @@ options:
       - API key, sent in an C(Authorization) header as a bearer token (the server's C(--api-key) or
         C(VLLM_API_KEY)).
       - Falls back to the environment variable C(VLLM_API_KEY) of the host the module runs on.
+      - Taken out of everything the module returns or writes, a server's error bodies included (replaced by
+        V(<redacted>)), as are bearer tokens and C(hf_...) tokens wherever they appear.
     type: str
   endpoint:
     description: Which API to drive.
@@ -115,19 +126,24 @@ options:
     type: int
     default: 0
   timeout:
-    description: Seconds one request may take, connection included; a longer one counts as failed (C(timeout)).
+    description:
+      - Seconds one request may take in all (name resolution, connection, TLS, sending, the head and the whole
+        body), however slowly the server sends; a longer one counts as failed (C(timeout)).
+      - Also bounds each call before the load (C(/version), C(/v1/models), C(/tokenize), C(/detokenize)).
     type: float
     default: 60
   total_timeout:
     description:
       - Seconds the whole task may take (preparation, warm-up and measured requests). Requests still running
-        then count as failed (C(total_timeout)), unsent ones as C(not_sent), and the task fails.
+        then count as failed (C(total_timeout)), unsent ones as C(not_sent), and the task fails. A server that
+        stalls the preparation makes the task fail once this time is up.
     type: float
     default: 600
   result_path:
     description:
       - File to write the result to as JSON (parameters without the API key, module and server versions, host
-        name, metrics, failures, checks). Written to a temporary file and renamed, never half-written.
+        name, metrics, failures, checks). Written to a temporary file and renamed, never half-written, with mode
+        C(0600) (it may hold what the server said).
     type: path
   thresholds:
     description:
@@ -160,6 +176,9 @@ options:
     default: {}
 notes:
   - Check mode reports what would run and sends nothing.
+  - Redirects are never followed, so the API key is never sent to another server. A C(3xx) answer to
+    C(GET /v1/models) fails the task saying where it points; one to a measured request counts as a failure
+    (C(http_302), ...).
   - Measure from a host other than the server's, or mind that the client shares its CPU; RV(client_cpu_s) shows
     what the client used.
   - C(changed) is true when O(result_path) was written.
@@ -235,8 +254,13 @@ metrics:
     p90_ttft_ms: 120.5
     p99_ttft_ms: 150.3
 failures:
-  description: Failed requests by reason (C(http_500), C(timeout), C(broken_stream), C(bad_json), C(stream_error),
-    C(no_tokens), C(connection_refused), C(connection_error), C(total_timeout), C(not_sent), ...).
+  description:
+    - Failed requests by reason (C(http_500), C(timeout), C(broken_stream), C(bad_json), C(stream_error),
+      C(no_tokens), C(connection_refused), C(connection_error), C(total_timeout), C(not_sent), ...).
+    - What the server sent could not be right - C(bad_http) (not a valid HTTP response), C(bad_event)
+      (C(choices) not a list of objects), C(bad_usage) (usage not an object, token counts not integers of at
+      least 0, 0 output tokens for a stream of tokens, more than the request allows), C(event_too_large) (an
+      event past 16 MiB); C(client_error) is an unforeseen error while reading one response.
   returned: when requests were sent
   type: dict
   sample: {"http_500": 3, "timeout": 1}
@@ -305,7 +329,7 @@ import random
 import socket
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.vllm_bench_checks import (
@@ -331,8 +355,10 @@ from ansible.module_utils.vllm_bench_engine import (
     Target,
     failure_summary,
     make_target,
+    reject_impossible_counts,
     request_bytes,
     run_load,
+    token_limit,
 )
 from ansible.module_utils.vllm_bench_report import (
     comparison_markdown,
@@ -341,8 +367,22 @@ from ansible.module_utils.vllm_bench_report import (
     write_json_atomic,
 )
 from ansible.module_utils.vllm_bench_stats import benchmark_metrics
+from ansible.module_utils.vllm_http import (
+    public_url,
+    redact,
+    served_models,
+    server_version,
+    url_secrets,
+)
 
 MODULE_VERSION = "1.0.0"
+
+
+class Step:
+    """What the module is doing now, for the message of an error nobody foresaw."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
 
 
 def argument_spec() -> dict[str, Any]:
@@ -419,7 +459,7 @@ def run_plan(params: dict[str, Any]) -> dict[str, Any]:
     """Return what the run sends: counts, concurrency, rate, dataset and endpoint."""
     latency = params["mode"] == "latency"
     return {
-        "url": params["url"],
+        "url": public_url(params["url"]),
         "endpoint": endpoint_path(params["endpoint"]),
         "mode": params["mode"],
         "requests": params["num_requests"] if latency else params["num_prompts"],
@@ -433,21 +473,40 @@ def run_plan(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """Return the parameters to record in the result (no secret)."""
-    return {key: value for key, value in params.items() if key not in ("api_key", "context")}
+    """Return the parameters to record in the result (no secret: no api_key, no password in the url)."""
+    kept = {key: value for key, value in params.items() if key not in ("api_key", "context")}
+    return {**kept, "url": public_url(params["url"])}
+
+
+def known_secrets(params: dict[str, Any]) -> list[str]:
+    """Return the secrets to take out of everything returned or written: the API key, the URL's password."""
+    return [*([params["api_key"]] if params.get("api_key") else []), *url_secrets(params.get("url") or "")]
 
 
 def server_facts(client: JsonClient, model: str | None) -> tuple[str | None, str]:
-    """Return (server vLLM version or None, model); raise OSError when the server cannot be reached."""
-    status, body = client.call("GET", "/version")
-    version = body.get("version") if status == 200 and isinstance(body, dict) else None
+    """Return (server vLLM version or None, model).
+
+    Raise HttpError (an OSError) when the server gives no usable answer, LookupError when model is not given and
+    GET /v1/models does not list a usable one; each message names the call and the problem.
+    """
+    answer = client.request("GET", "/version")
+    try:
+        version = server_version(answer.json()) if answer.status == 200 else None
+    except ValueError:
+        version = None  # informative only: an odd /version does not stop a benchmark
     if model:
         return version, model
-    status, body = client.call("GET", "/v1/models")
-    if status != 200 or not isinstance(body, dict) or not body.get("data"):
-        detail = "check api_key" if status == 401 else f"HTTP {status}"
+    answer = client.request("GET", "/v1/models")
+    if answer.status != 200:
+        detail = "check api_key" if answer.status == 401 else f"HTTP {answer.status_text()}"
         raise LookupError(f"model not given and GET /v1/models did not list any ({detail}); set model")
-    return version, body["data"][0]["id"]
+    try:
+        models = served_models(answer.json())
+    except ValueError as exc:
+        raise LookupError(f"model not given and GET /v1/models is not a model list: {exc}; set model") from None
+    if not models:
+        raise LookupError("model not given and GET /v1/models lists no model; set model")
+    return version, models[0]["id"]
 
 
 def tokenizer_functions(client: JsonClient, model: str, deadline: float):
@@ -456,15 +515,16 @@ def tokenizer_functions(client: JsonClient, model: str, deadline: float):
     def tokenize(text: str) -> list[int]:
         _check_deadline(deadline)
         status, body = client.call("POST", "/tokenize", {"model": model, "prompt": text, "add_special_tokens": False})
-        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("tokens"), list):
-            raise LookupError(f"/tokenize answered HTTP {status}")
-        return body["tokens"]
+        tokens = body.get("tokens") if status == 200 and isinstance(body, dict) else None
+        if not isinstance(tokens, list) or not all(type(token) is int and token >= 0 for token in tokens):
+            raise LookupError(f"/tokenize answered HTTP {status} without a list of token ids")
+        return tokens
 
     def detokenize(tokens: list[int]) -> str:
         _check_deadline(deadline)
         status, body = client.call("POST", "/detokenize", {"model": model, "tokens": tokens})
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
-            raise LookupError(f"/detokenize answered HTTP {status}")
+            raise LookupError(f"/detokenize answered HTTP {status} without a prompt string")
         return body["prompt"]
 
     return tokenize, detokenize
@@ -513,58 +573,77 @@ def failure_messages(metrics: dict[str, Any], failures: dict[str, int], samples:
     return messages
 
 
-def run(module: AnsibleModule) -> None:
+def fail(module: AnsibleModule, secrets: list[str], msg: str, **result: Any) -> NoReturn:
+    """Fail the module with msg and result, every known secret taken out."""
+    module.fail_json(**redact({"msg": msg, **result}, secrets))
+
+
+def run(module: AnsibleModule, step: Step) -> None:
     """Run the benchmark the module's parameters describe and exit the module."""
     params = module.params
     started = time.perf_counter()
     deadline = started + params["total_timeout"]
+    secrets = known_secrets(params)
+    module.no_log_values.update(url_secrets(params["url"]))  # Ansible masks it too, wherever it appears
     plan = run_plan(params)
     errors = parameter_errors(params)
     baseline = None
     if params["baseline"] and not errors:
+        step.doing = f"reading baseline {params['baseline']}"
         try:
             baseline = baseline_metrics(params["baseline"])
         except ValueError as exc:
             errors.append(str(exc))
     if errors:
-        module.fail_json(msg="; ".join(errors), plan=plan, result_path=None)
+        fail(module, secrets, "; ".join(errors), plan=plan, result_path=None)
     if module.check_mode:
         module.exit_json(changed=False, msg="check mode: no request sent", plan=plan, result_path=None)
 
     try:
         target: Target = make_target(params["url"], params["api_key"], params["validate_certs"])
     except ValueError as exc:
-        module.fail_json(msg=str(exc), plan=plan, result_path=None)
-    client = JsonClient(target, min(params["timeout"], params["total_timeout"]))
+        fail(module, secrets, str(exc), plan=plan, result_path=None)
+    url = public_url(params["url"])
+    step.doing = f"reading the server's version and models at {url}"
+    client = JsonClient(target, params["timeout"], deadline)
     try:
         try:
             server_version, model = server_facts(client, params["model"])
         except (OSError, LookupError) as exc:
-            module.fail_json(
-                msg=f"cannot use the vLLM server at {params['url']}: {exc}. Is it running and reachable from "
+            fail(
+                module,
+                secrets,
+                f"cannot use the vLLM server at {url}: {exc}. Is it running and reachable from "
                 f"{socket.gethostname()}, and are url/api_key right?",
                 plan=plan,
                 result_path=None,
             )
+        step.doing = f"building the prompts (dataset={params['dataset']})"
         count = plan["requests"] + params["warmup_requests"]
         try:
             prompts, prompt_source = build_prompts(params, client, model, count, deadline)
         except (ValueError, TimeoutError) as exc:
-            module.fail_json(msg=f"cannot build prompts: {exc}", plan=plan, result_path=None, model=model)
+            fail(module, secrets, f"cannot build prompts: {exc}", plan=plan, result_path=None, model=model)
     finally:
         client.close()
-
-    path = endpoint_path(params["endpoint"])
-    payloads = [
-        request_bytes(
-            target,
-            path,
-            request_payload(
-                params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"]
-            ),
+    if time.perf_counter() >= deadline:
+        fail(
+            module,
+            secrets,
+            f"total_timeout={params['total_timeout']:g}s reached while preparing the prompts at {url} (the server's "
+            "/tokenize and /detokenize answered too slowly); no load was sent",
+            plan=plan,
+            result_path=None,
+            model=model,
         )
+
+    step.doing = f"sending the load to {url}"
+    path = endpoint_path(params["endpoint"])
+    bodies = [
+        request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"])
         for p in prompts
     ]
+    payloads = [request_bytes(target, path, body) for body in bodies]
     warmup, measured = payloads[: params["warmup_requests"]], payloads[params["warmup_requests"] :]
     outcome = run_load(
         target,
@@ -576,7 +655,9 @@ def run(module: AnsibleModule) -> None:
         max(deadline - time.perf_counter(), 0.001),
         params["seed"],
     )
+    step.doing = "computing the metrics"
     measured_prompts = prompts[params["warmup_requests"] :]
+    reject_impossible_counts(outcome.results, [token_limit(body) for body in bodies[params["warmup_requests"] :]])
     for prompt, result in zip(measured_prompts, outcome.results, strict=True):
         if result.ok and result.prompt_tokens is None:
             result.prompt_tokens = prompt.prompt_len
@@ -615,8 +696,11 @@ def run(module: AnsibleModule) -> None:
             f"{len(regressions)} metric(s) regressed more than {params['max_regression_pct']:g}% against "
             f"{params['baseline']}: " + "; ".join(regressions)
         )
+    result = redact(result, secrets)
+    problems = redact(problems, secrets)
     result["result_path"] = None
     if params["result_path"]:
+        step.doing = f"writing result_path {params['result_path']}"
         record = {
             **result,
             "module_version": MODULE_VERSION,
@@ -627,13 +711,13 @@ def run(module: AnsibleModule) -> None:
             "problems": problems,
         }
         try:
-            write_json_atomic(params["result_path"], record)
+            write_json_atomic(params["result_path"], redact(record, secrets))
         except OSError as exc:
-            module.fail_json(msg=f"cannot write result_path {params['result_path']!r}: {exc}", **result)
+            fail(module, secrets, f"cannot write result_path {params['result_path']!r}: {exc}", **result)
         result["result_path"] = params["result_path"]
     changed = result["result_path"] is not None
     if problems:
-        module.fail_json(msg="vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
+        fail(module, secrets, "vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
     module.exit_json(changed=changed, msg=result["summary_lines"][0] + "; " + result["summary_lines"][1], **result)
 
 
@@ -644,7 +728,16 @@ def main() -> None:
         required_if=[("dataset", "sharegpt", ("dataset_path",))],
         required_by={"max_regression_pct": ("baseline",)},
     )
-    run(module)
+    step = Step("checking the options")
+    try:
+        run(module, step)
+    except Exception as exc:  # the last guard: a message naming what failed, never a traceback
+        fail(
+            module,
+            known_secrets(module.params),
+            f"vllm_benchmark: unexpected {type(exc).__name__} while {step.doing}: {str(exc)[:500]} "
+            "(a defect of the module: please report it with this message)",
+        )
 
 
 if __name__ == "__main__":

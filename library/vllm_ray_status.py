@@ -34,11 +34,14 @@ options:
     type: str
     default: GPU
   timeout:
-    description: Seconds C(ray status) may take.
+    description:
+      - Seconds C(ray status) may take in all. After that it is killed with every process it started (its process
+        group), even one that keeps its output open, and the cluster is reported not ready, saying so.
     type: int
     default: 30
 notes:
   - Supports check mode; it only reads.
+  - Never ends in a traceback; an error nobody foresaw fails the task with a message saying what it was doing.
 """
 
 EXAMPLES = r"""
@@ -85,8 +88,68 @@ status_text:
   type: str
 """
 
+import contextlib
+import os
+import signal
+import subprocess
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vllm_layout import cluster_report, parse_ray_status
+
+KILLED_RC = 124  # as timeout(1) reports a command it stopped
+DRAIN_SECONDS = 5  # after the kill, how long to wait for the output pipes to close
+
+
+def run_bounded(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str, str]:
+    """(rc, stdout, stderr) of argv; after timeout seconds its whole process group is killed (rc 124).
+
+    The deadline covers the whole run, output included: a child that lives on holding stdout open cannot keep
+    the module waiting, since it is in the group that is killed.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return 127, "", f"cannot run {argv[0]}: {exc}"
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        try:
+            out, _ = proc.communicate(timeout=DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:  # a process that left the group still holds the pipes
+            out = b""
+        proc.kill()
+        proc.wait()
+        return KILLED_RC, decoded(out), f"{argv[0]} status did not finish within {timeout:g} s and was killed"
+    return proc.returncode, decoded(out), decoded(err)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group that proc leads (it was started in a session of its own).
+
+    Called only while proc is not yet reaped (running, or a zombie whose output pipes are still held), so its
+    pid, and with it the group id, cannot have been given to another process.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def decoded(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+class Step:
+    """What the module is doing now, for the message of an error nobody foresaw."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
 
 
 def main() -> None:
@@ -100,9 +163,25 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    step = Step("checking the options")
+    try:
+        run(module, step)
+    except Exception as exc:  # the last guard: a message naming what failed, never a traceback
+        module.fail_json(
+            msg=f"vllm_ray_status: unexpected {type(exc).__name__} while {step.doing}: {str(exc)[:500]} "
+            "(a defect of the module: please report it with this message)"
+        )
+
+
+def run(module: AnsibleModule, step: Step) -> None:
+    """Run `ray status` against the head and compare its nodes with the group; exit the module."""
     p = module.params
-    command = ["timeout", str(p["timeout"]), p["ray_bin"], "status", "-v", f"--address={p['address']}"]
-    rc, out, err = module.run_command(command, environ_update={"RAY_USAGE_STATS_ENABLED": "0"})
+    if p["timeout"] < 1:
+        module.fail_json(msg=f"timeout={p['timeout']} must be a number of seconds of at least 1")
+    step.doing = f"running {p['ray_bin']} status against {p['address']}"
+    command = [p["ray_bin"], "status", "-v", f"--address={p['address']}"]
+    rc, out, err = run_bounded(command, p["timeout"], {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    step.doing = "reading the output of ray status"
     nodes = parse_ray_status(out) if rc == 0 else []
     report = cluster_report(p["expected"], nodes, p["device_resource"])
     if rc != 0:

@@ -9,9 +9,12 @@ description:
   - Reads C(GET /health), C(/version), C(/v1/models) and C(/metrics) of a vLLM server and reports whether it is
     reachable and ready, its version, its models, its live cache configuration and server-side latency figures.
   - Optionally reports the systemd unit running it (C(systemctl show)) and the end of its journal.
-  - Never fails because the server is down or still starting; RV(reachable) and RV(ready) say so. That makes it a
-    readiness probe for an C(until:) loop. It fails only on bad options, or when O(fail_on_unreachable=true) and
-    nothing answers.
+  - Optionally sends a one-token completion (O(probe_completion)) and reports how it went in RV(completion).
+  - Never fails because the server is down, still starting or answering nonsense; RV(reachable), RV(ready) and
+    RV(error) say so. That makes it a readiness probe for an C(until:) loop. It fails only on bad options, or when
+    O(fail_on_unreachable=true) and nothing answers. Every answer is checked (a C(/v1/models) of another shape, a
+    malformed C(/metrics), a service on the port that does not speak HTTP are reported in RV(error)); it never ends
+    in a traceback.
   - Read-only; C(changed) is always false. Supports check mode.
 version_added: "1.0.0"
 author:
@@ -20,17 +23,41 @@ options:
   url:
     description:
       - Base URL of the server, C(http://) or C(https://), without a path.
+      - Credentials in it (C(user:password@)) are not sent; the password is taken out of everything returned.
     type: str
     default: http://127.0.0.1:8000
   api_key:
     description:
       - "API key of the server (its C(--api-key)), sent as C(Authorization: Bearer ...) to C(/v1/*) only."
+      - Redirects are never followed, so the key never goes to another server; a C(3xx) answer is reported as
+        such in RV(error).
     type: str
   timeout:
     description:
-      - Seconds to wait for each HTTP request.
+      - Seconds each HTTP request may take in all (name resolution, connection, TLS, sending, the head and the
+        whole body), however slowly the server sends; a deadline, not a per-read timeout.
+      - One call makes at most four such requests (C(/health), C(/version), C(/v1/models), C(/metrics)), so it
+        returns within 4 x O(timeout), plus O(probe_completion_timeout) with O(probe_completion), plus the unit and
+        journal reads.
     type: float
     default: 10
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate for C(https) URLs.
+    type: bool
+    default: true
+  probe_completion:
+    description:
+      - When set, the model name to send one C(POST /v1/completions) to (prompt V(ping), C(max_tokens=1)), with
+        O(api_key); RV(completion) reports the answer. Sent only when the server is reachable.
+      - A server that answers C(/health) may still fail at its first request (a worker that dies on it); this finds
+        out.
+    type: str
+  probe_completion_timeout:
+    description:
+      - Seconds the completion of O(probe_completion) may take in all (the first request after a start can be slow).
+    type: float
+    default: 60
   unit:
     description:
       - Name of the systemd unit running the server, such as V(vllm.service). When set, RV(unit) reports its state.
@@ -58,6 +85,8 @@ options:
     description:
       - Values to take out of RV(journal) and RV(failure) (replaced by V(<redacted>)), besides O(api_key); for
         example the Hugging Face token. Bearer tokens, C(--api-key) values and C(hf_...) tokens are always taken out.
+      - These, O(api_key) and the password of O(url) are also taken out of every other value returned (a server
+        that echoes the key in an error, say), when they are at least 4 characters long.
     type: list
     elements: str
     default: []
@@ -67,8 +96,10 @@ options:
     type: bool
     default: false
 notes:
-  - Uses only the Python standard library (urllib) on the host.
+  - Uses only the Python standard library on the host (the project's HTTP client, module_utils/vllm_http.py, the
+    same parser as vllm_benchmark's).
   - C(/health), C(/version) and C(/metrics) are open on vLLM; C(/v1/*) needs the API key when the server has one.
+  - Bodies are read up to 8 MiB; a larger one is reported in RV(error).
 seealso:
   - module: vllm_gpu_facts
 """
@@ -91,6 +122,15 @@ EXAMPLES = r"""
     unit: vllm.service
     journal_lines: 50
   register: _vllm_server
+
+- name: Complete one token, as a first request
+  vllm_server_info:
+    url: http://127.0.0.1:8000
+    api_key: "{{ vllm_service_api_key }}"
+    probe_completion: tiny
+  register: _vllm_server
+  failed_when: _vllm_server.completion.error is not none
+  no_log: true
 
 - name: The running server uses the KV cache budget the role set
   ansible.builtin.assert:
@@ -211,8 +251,29 @@ failure:
     line:
       description: The journal line it was read from.
       type: str
+completion:
+  description:
+    - The one-token completion of O(probe_completion); null when O(probe_completion) is not set.
+  returned: always
+  type: dict
+  contains:
+    status:
+      description: HTTP status of C(POST /v1/completions); null when no answer came (or the server is unreachable).
+      type: int
+      sample: 200
+    completion_tokens:
+      description: C(usage.completion_tokens) of the answer, an integer of at least 0; null when it has none.
+      type: int
+      sample: 1
+    error:
+      description:
+        - Null when the completion answered 200 with exactly one completion token; else why not (the status and the
+          start of the body, secrets taken out, or what was wrong with the answer).
+      type: str
 error:
-  description: Why the server is not reachable (or why its answers could not be read); null when all is well.
+  description:
+    - Why the server is not reachable or not ready, or what was wrong with its answers (each problem naming the
+      request, joined by V(; )); null when all is well.
   returned: always
   type: str
 """
@@ -220,10 +281,20 @@ error:
 import json
 import re
 import subprocess
-import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vllm_bench_http import split_url
+from ansible.module_utils.vllm_http import (
+    HttpClient,
+    HttpError,
+    Response,
+    check_header_value,
+    public_url,
+    redact,
+    served_models,
+    server_version,
+    url_secrets,
+)
 from ansible.module_utils.vllm_journal import evidence, failure_reason, scrub, scrub_all
 from ansible.module_utils.vllm_metrics import cache_config_labels, samples_from_text, server_metrics
 
@@ -242,72 +313,98 @@ UNIT_PROPERTIES = (
 )
 
 
-class Answer:
-    """An HTTP answer (status and body) or why there was none."""
-
-    def __init__(self, status: int | None, body: str | None, error: str | None) -> None:
-        self.status = status
-        self.body = body
-        self.error = error
-
-
-def http_get(url: str, timeout: float, headers: dict[str, str]) -> Answer:
-    """GET a URL; an HTTP error status is an answer, a connection failure is not."""
-    request = urllib.request.Request(url, headers=headers, method="GET")
+def answer_or_problem(
+    client: HttpClient, problems: list[str], method: str, path: str, **kwargs: object
+) -> Response | None:
+    """The answer of one request (any status), or None with why in problems."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.read().decode("utf-8", "replace"), None)
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read().decode("utf-8", "replace"), None)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Answer(None, None, f"GET {url}: {reason}")
+        return client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    except HttpError as exc:
+        problems.append(str(exc))
+        return None
 
 
-def json_or_none(answer: Answer) -> dict | None:
-    """The JSON object of a 200 answer, or None."""
-    if answer.status != 200 or answer.body is None:
+def version_from(answer: Response | None, problems: list[str]) -> str | None:
+    """The version of a /version answer; None (with a problem when it answered 200 with something else)."""
+    if answer is None or answer.status != 200:
         return None
     try:
-        data = json.loads(answer.body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def models_from(data: dict | None) -> list[dict]:
-    """[{id, root, max_model_len}] from a /v1/models answer."""
-    entries = (data or {}).get("data") or []
-    return [
-        {"id": entry.get("id"), "root": entry.get("root"), "max_model_len": entry.get("max_model_len")}
-        for entry in entries
-        if isinstance(entry, dict)
-    ]
-
-
-def models_error(answer: Answer) -> str | None:
-    """Why /v1/models gave no models, when it answered but not with 200."""
-    if answer.status == 401:
-        return "GET /v1/models answered 401: the server has an API key; set api_key to it"
-    if answer.status is not None and answer.status != 200:
-        return f"GET /v1/models answered {answer.status}"
-    return None
-
-
-def metrics_facts(answer: Answer) -> tuple[dict | None, dict | None, str | None]:
-    """(cache_config, server_metrics, error) from a /metrics answer."""
-    if answer.status != 200 or answer.body is None:
-        return None, None, None
-    try:
-        samples = samples_from_text(answer.body)
+        return server_version(answer.json())
     except ValueError as exc:
-        return None, None, f"could not read /metrics: {exc}"
-    return cache_config_labels(samples), server_metrics(samples), None
+        problems.append(f"GET /version: {exc}")
+        return None
+
+
+def models_from(answer: Response | None, problems: list[str]) -> list[dict]:
+    """[{id, root, max_model_len}] of a /v1/models answer; [] with the problem when it has none usable."""
+    if answer is None:
+        return []
+    if answer.status == 401:
+        problems.append("GET /v1/models answered 401: the server has an API key; set api_key to it")
+        return []
+    if answer.status != 200:
+        problems.append(f"GET /v1/models answered {answer.status_text()}")
+        return []
+    try:
+        return served_models(answer.json())
+    except ValueError as exc:
+        problems.append(f"GET /v1/models is not a model list: {exc}")
+        return []
+
+
+def metrics_facts(answer: Response | None, problems: list[str]) -> tuple[dict | None, dict | None]:
+    """(cache_config, server_metrics) from a /metrics answer; (None, None) with the problem when unreadable."""
+    if answer is None or answer.status != 200:
+        return None, None
+    try:
+        samples = samples_from_text(answer.body.decode("utf-8"))
+        return cache_config_labels(samples), server_metrics(samples)
+    except UnicodeDecodeError:
+        problems.append("GET /metrics: the answer is not UTF-8 text")
+    except ValueError as exc:
+        problems.append(f"GET /metrics: {exc}")
+    return None, None
+
+
+def completion_report(answer: Response | None, problem: str | None, secrets: list[str] | None = None) -> dict:
+    """RV(completion) from the answer to a one-token completion (None, with the problem, when none came).
+
+    secrets are taken out of the body before it is quoted (and cut).
+    """
+    if answer is None:
+        return {"status": None, "completion_tokens": None, "error": problem}
+    report: dict = {"status": answer.status, "completion_tokens": None, "error": None}
+    if answer.status != 200:
+        report["error"] = f"POST /v1/completions answered {answer.status_text()}: {answer.text(300, secrets)}"
+        return report
+    try:
+        data = answer.json()
+    except ValueError as exc:
+        report["error"] = f"POST /v1/completions answered 200 with a body that is {exc}: {answer.text(100, secrets)}"
+        return report
+    usage = data.get("usage") if isinstance(data, dict) else None
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if type(tokens) is int and tokens >= 0:
+        report["completion_tokens"] = tokens
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        report["error"] = f"POST /v1/completions answered 200 without choices: {answer.text(200, secrets)}"
+    elif report["completion_tokens"] is None:
+        report["error"] = (
+            f"POST /v1/completions answered 200 without usage.completion_tokens: {answer.text(200, secrets)}"
+        )
+    elif report["completion_tokens"] != 1:
+        report["error"] = (
+            f"POST /v1/completions answered 200 with usage.completion_tokens={tokens}, where max_tokens=1 gives 1"
+        )
+    return report
+
+
+INT_RE = re.compile(r"\A-?[0-9]{1,20}\Z")
 
 
 def int_or_none(value: str | None) -> int | None:
     """An integer property value, or None when empty or not a number."""
-    return int(value) if value and value.lstrip("-").isdigit() else None
+    return int(value) if value and INT_RE.match(value) else None
 
 
 def unit_state(text: str) -> dict:
@@ -379,10 +476,26 @@ def checked_params(module: AnsibleModule) -> dict:
     url = params["url"].rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url.split("/")) != 3:
         module.fail_json(
-            msg=f"url={params['url']!r} must be http(s)://HOST[:PORT] without a path, e.g. http://127.0.0.1:8000"
+            msg=f"url={public_url(params['url'])!r} must be http(s)://HOST[:PORT] without a path, "
+            "e.g. http://127.0.0.1:8000"
         )
-    if params["timeout"] <= 0:
+    try:
+        split_url(url)
+    except ValueError as exc:
+        module.fail_json(msg=f"url={public_url(params['url'])!r} is not usable: {public_url(str(exc))}")
+    if not params["timeout"] > 0:
         module.fail_json(msg=f"timeout={params['timeout']} must be a number of seconds above 0")
+    if not params["probe_completion_timeout"] > 0:
+        module.fail_json(
+            msg=f"probe_completion_timeout={params['probe_completion_timeout']} must be a number of seconds above 0"
+        )
+    if params["api_key"]:
+        try:
+            check_header_value("Authorization", f"Bearer {params['api_key']}")
+        except ValueError as exc:
+            module.fail_json(msg=f"api_key cannot be sent: {exc}")
+    if params["probe_completion"] is not None and not params["probe_completion"].strip():
+        module.fail_json(msg="probe_completion must be the name of a served model, not empty")
     if params["journal_lines"] < 0:
         module.fail_json(msg=f"journal_lines={params['journal_lines']} must be 0 (no journal) or a positive count")
     if params["journal_lines"] > 0 and not params["unit"]:
@@ -399,32 +512,96 @@ def checked_params(module: AnsibleModule) -> dict:
     return {**params, "url": url}
 
 
-def server_report(url: str, timeout: float, api_key: str | None) -> dict:
-    """Everything the server itself says."""
-    health = http_get(f"{url}/health", timeout, {})
+def server_report(client: HttpClient, api_key: str | None) -> dict:
+    """Everything the server itself says: /health, then /version, /v1/models and /metrics when it answers."""
     report: dict = {
-        "reachable": health.status is not None,
-        "health_status": health.status,
+        "reachable": False,
+        "health_status": None,
         "ready": False,
         "version": None,
         "models": [],
         "cache_config": None,
         "server_metrics": None,
-        "error": health.error,
+        "error": None,
     }
-    if not report["reachable"]:
+    problems: list[str] = []
+    health = answer_or_problem(client, problems, "GET", "/health")
+    if health is None:
+        report["error"] = "; ".join(problems)
         return report
-    version = json_or_none(http_get(f"{url}/version", timeout, {}))
-    report["version"] = (version or {}).get("version")
+    report["reachable"] = True
+    report["health_status"] = health.status
+    if health.status != 200:
+        problems.append(f"GET /health answered {health.status_text()}")
+    report["version"] = version_from(answer_or_problem(client, problems, "GET", "/version"), problems)
     auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    models_answer = http_get(f"{url}/v1/models", timeout, auth)
-    report["models"] = models_from(json_or_none(models_answer))
-    report["cache_config"], report["server_metrics"], metrics_error = metrics_facts(
-        http_get(f"{url}/metrics", timeout, {})
+    report["models"] = models_from(answer_or_problem(client, problems, "GET", "/v1/models", headers=auth), problems)
+    report["cache_config"], report["server_metrics"] = metrics_facts(
+        answer_or_problem(client, problems, "GET", "/metrics"), problems
     )
     report["ready"] = health.status == 200 and len(report["models"]) > 0
-    report["error"] = models_error(models_answer) or models_answer.error or metrics_error
+    report["error"] = "; ".join(problems) or None
     return report
+
+
+def completion_probe(client: HttpClient, model: str, api_key: str | None, timeout: float, secrets: list[str]) -> dict:
+    """RV(completion): one POST /v1/completions of one token to model."""
+    body = json.dumps({"model": model, "prompt": "ping", "max_tokens": 1}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    problems: list[str] = []
+    answer = answer_or_problem(
+        client, problems, "POST", "/v1/completions", body=body, headers=headers, timeout=timeout, max_body=1 << 20
+    )
+    return completion_report(answer, problems[0] if problems else None, secrets)
+
+
+class Step:
+    """What the module is doing now, for the message of an error nobody foresaw."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+
+
+def known_secrets(params: dict) -> list[str]:
+    """Everything to take out of what the module returns: the secrets option, the API key, the URL's password."""
+    api_key = [params["api_key"]] if params.get("api_key") else []
+    return [*(params.get("secrets") or []), *api_key, *url_secrets(params.get("url") or "")]
+
+
+def run(module: AnsibleModule, step: Step) -> None:
+    """Probe the server (and its unit and journal) as the options say, and exit the module."""
+    module.no_log_values.update(url_secrets(module.params["url"] or ""))  # Ansible masks it too, wherever it is
+    params = checked_params(module)
+    secrets = known_secrets(params)
+    url = public_url(params["url"])
+    step.doing = f"probing {url}"
+    client = HttpClient.for_url(params["url"], params["timeout"], params["validate_certs"])
+    try:
+        report = server_report(client, params["api_key"])
+        report["completion"] = None
+        if params["probe_completion"]:
+            step.doing = f"sending a one-token completion to {url}"
+            if report["reachable"]:
+                report["completion"] = completion_probe(
+                    client, params["probe_completion"], params["api_key"], params["probe_completion_timeout"], secrets
+                )
+            else:
+                report["completion"] = completion_report(None, f"not sent: {report['error']}")
+    finally:
+        client.close()
+    if params["unit"]:
+        step.doing = f"reading the state of {params['unit']}"
+        report["unit"] = unit_report(module, params["unit"], params["journal_timeout"])
+    report["journal"], report["failure"] = [], None
+    if params["journal_lines"]:
+        step.doing = f"reading the journal of {params['unit']}"
+        lines = journal_text(module, params["unit"], params["journal_since"], params["journal_timeout"])
+        secrets = [*params["secrets"], *([params["api_key"]] if params["api_key"] else [])]
+        report["journal"], report["failure"] = journal_report(lines, params["journal_lines"], secrets)
+    report = redact(report, known_secrets(params))
+    if params["fail_on_unreachable"] and not report["reachable"]:
+        module.fail_json(msg=f"vLLM server at {url} is not reachable: {report['error']}", **report)
+    module.exit_json(changed=False, **report)
 
 
 def main() -> None:
@@ -433,6 +610,9 @@ def main() -> None:
             "url": {"type": "str", "default": "http://127.0.0.1:8000"},
             "api_key": {"type": "str", "no_log": True},
             "timeout": {"type": "float", "default": 10},
+            "validate_certs": {"type": "bool", "default": True},
+            "probe_completion": {"type": "str"},
+            "probe_completion_timeout": {"type": "float", "default": 60},
             "unit": {"type": "str"},
             "journal_lines": {"type": "int", "default": 0},
             "journal_since": {"type": "str"},
@@ -442,18 +622,17 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    params = checked_params(module)
-    report = server_report(params["url"], params["timeout"], params["api_key"])
-    if params["unit"]:
-        report["unit"] = unit_report(module, params["unit"], params["journal_timeout"])
-    report["journal"], report["failure"] = [], None
-    if params["journal_lines"]:
-        lines = journal_text(module, params["unit"], params["journal_since"], params["journal_timeout"])
-        secrets = [*params["secrets"], *([params["api_key"]] if params["api_key"] else [])]
-        report["journal"], report["failure"] = journal_report(lines, params["journal_lines"], secrets)
-    if params["fail_on_unreachable"] and not report["reachable"]:
-        module.fail_json(msg=f"vLLM server at {params['url']} is not reachable: {report['error']}", **report)
-    module.exit_json(changed=False, **report)
+    step = Step("checking the options")
+    try:
+        run(module, step)
+    except Exception as exc:  # the last guard: a message naming what failed, never a traceback
+        module.fail_json(
+            msg=redact(
+                f"vllm_server_info: unexpected {type(exc).__name__} while {step.doing}: {str(exc)[:500]} "
+                "(a defect of the module: please report it with this message)",
+                known_secrets(module.params),
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -91,15 +91,24 @@ def baseline_metrics(path: str) -> dict[str, float]:
         raise ValueError(f"baseline {path!r} cannot be read: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise ValueError(f"baseline {path!r} is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"baseline {path!r} is JSON nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise ValueError(f"baseline {path!r} is not a JSON object")
     source = data.get("metrics") if isinstance(data.get("metrics"), dict) else data
     metrics = {}
+    headline = {name for names in HEADLINE_METRICS.values() for name in names}
     for key, value in source.items():
+        if not isinstance(key, str) or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
         name = _VLLM_KEY_ALIASES.get(key, key.replace("_e2el_ms", "_e2e_ms"))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            metrics[name] = float(value)
-    if not any(name in metrics for names in HEADLINE_METRICS.values() for name in names):
+        number = float(value)
+        if name in headline and not (math.isfinite(number) and number >= 0):
+            # A NaN would compare as "not regressed" with anything: a false pass. Throughputs and latencies are >= 0.
+            raise ValueError(f"baseline {path!r}: {key} is {value!r}, not a finite number >= 0")
+        if math.isfinite(number):
+            metrics[name] = number
+    if not any(name in metrics for name in headline):
         raise ValueError(f"baseline {path!r} has none of the headline metrics (e.g. request_throughput)")
     return metrics
 

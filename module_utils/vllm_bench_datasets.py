@@ -229,6 +229,8 @@ def sharegpt_prompts(path: str, count: int, output_len: int | None, rng: random.
             data = json.load(handle)
     except (OSError, ValueError) as exc:
         raise ValueError(f"dataset_path {path!r} is not readable JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"dataset_path {path!r} is JSON nested too deeply to read") from exc
     pairs = sharegpt_pairs(data)
     if not pairs:
         raise ValueError(

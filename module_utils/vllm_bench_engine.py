@@ -22,13 +22,19 @@ its definitions): a request's clock starts before its connection is opened
 requests in flight, arrivals at a finite `request_rate` follow a Poisson
 process whose cumulative delays are rescaled so the last one falls at
 num_prompts / request_rate, and warm-up requests are not measured.
+
+Every request is bounded as a whole (`timeout`, connect and TLS included) and
+the run by `total_timeout`; a response that cannot be right (not HTTP, bad
+JSON, usage counts that cannot be, ...) is a failed request with a reason,
+and anything unforeseen while reading one fails that request (`client_error`)
+rather than the run. The blocking calls before the load (`JsonClient`) use
+the modules' one HTTP client, vllm_http, under the same total_timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
 import json
 import math
 import os
@@ -50,6 +56,15 @@ from ansible.module_utils.vllm_bench_http import (
     split_url,
 )
 from ansible.module_utils.vllm_bench_sse import StreamError, StreamTimer, plain_token_chunks
+from ansible.module_utils.vllm_http import (
+    HttpClient,
+    HttpError,
+    Response,
+    check_header_value,
+    redact,
+    resolve_address,
+    tls_context,
+)
 
 MAX_CONNECTIONS = 1024
 READ_SIZE = 16384
@@ -80,6 +95,7 @@ class Target:
     base_path: str
     headers: dict[str, str]
     ssl_context: ssl.SSLContext | None = None
+    secrets: tuple[str, ...] = ()  # taken out of a server's error body before it is quoted (and cut)
 
     @property
     def host_header(self) -> str:
@@ -98,16 +114,17 @@ class LoadOutcome:
 
 
 def make_target(url: str, api_key: str | None = None, validate_certs: bool = True) -> Target:
-    """Return the Target of a server URL; raise ValueError on a URL that is not http(s)."""
+    """Return the Target of a server URL; raise ValueError on a URL that is not http(s) or a key HTTP cannot carry.
+
+    Credentials in the URL (user:password@) are not sent: vLLM takes api_key.
+    """
     scheme, host, port, base_path = split_url(url)
+    check_header_value("request target", base_path)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    context = None
-    if scheme == "https":
-        context = ssl.create_default_context()
-        if not validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-    return Target(scheme, host, port, base_path, headers, context)
+    for name, value in headers.items():
+        check_header_value(name, value)  # a key with a line break would inject headers into every request
+    context = tls_context(validate_certs) if scheme == "https" else None
+    return Target(scheme, host, port, base_path, headers, context, (api_key,) if api_key else ())
 
 
 def request_bytes(target: Target, path: str, payload: dict[str, Any]) -> bytes:
@@ -349,12 +366,14 @@ class _Engine:
         if not parser.keep_alive or slot.out is not None:  # type: ignore[union-attr]
             self._close(slot)  # the server said so, or it answered before the whole request was sent
         if parser.status != 200:  # type: ignore[union-attr]
-            text = bytes(slot.error_body).decode("utf-8", "replace").strip()
+            text = redact(bytes(slot.error_body).decode("utf-8", "replace"), list(self.target.secrets)).strip()
             detail = f"HTTP {parser.status} {parser.reason}: {text[:300]}"  # type: ignore[union-attr]
             self._finish(slot, RequestResult(False, reason=f"http_{parser.status}", detail=detail))  # type: ignore[union-attr]
         elif not timer.chunks:  # type: ignore[union-attr]
             detail = "response ended without any token event"
             self._finish(slot, RequestResult(False, reason="no_tokens", detail=detail))
+        elif (problem := timer.problem()) is not None:  # type: ignore[union-attr]
+            self._finish(slot, RequestResult(False, reason="bad_usage", detail=problem))
         else:
             self._finish(
                 slot,
@@ -561,6 +580,9 @@ class _Engine:
         except StreamError as exc:
             self._fail(slot, exc.kind, exc.detail)
             return
+        except Exception as exc:  # unforeseen input fails this request, never the whole run
+            self._fail(slot, "client_error", f"{type(exc).__name__} while reading the response: {str(exc)[:200]}")
+            return
         if parser.complete:
             self._settle(slot)
         else:
@@ -598,9 +620,9 @@ def _connect_failure(exc: BaseException) -> tuple[str, str]:
     return "connection_error", f"{type(exc).__name__}: {exc}"
 
 
-def resolve(target: Target) -> list[tuple[Any, ...]]:
-    """Return the TCP addresses of the target's host (raise OSError when it has none)."""
-    return socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+def resolve(target: Target, deadline: float) -> list[tuple[Any, ...]]:
+    """Return the TCP addresses of the target's host, looked up before deadline (raise HttpError otherwise)."""
+    return resolve_address(target.host, target.port, deadline)
 
 
 def run_load(
@@ -617,9 +639,9 @@ def run_load(
     cpu_start = time.process_time()
     deadline = time.perf_counter() + total_timeout
     try:
-        addresses = resolve(target)
-    except OSError as exc:
-        failed = RequestResult(False, reason="connection_error", detail=f"cannot resolve {target.host}: {exc}")
+        addresses = resolve(target, min(deadline, time.perf_counter() + timeout))
+    except HttpError as exc:
+        failed = RequestResult(False, reason=exc.kind, detail=str(exc))
         return LoadOutcome([failed] * len(requests), 0.0, time.process_time() - cpu_start, False, len(warmup))
     concurrency = min(max_concurrency or len(requests) or 1, len(requests) or 1, MAX_CONNECTIONS)
     engine = _Engine(target, addresses, concurrency, timeout)
@@ -660,36 +682,62 @@ def failure_summary(results: list[RequestResult]) -> tuple[dict[str, int], list[
     return counts, samples
 
 
-class JsonClient:
-    """Blocking JSON calls to the server (version, models, tokenizer) over one keep-alive connection."""
+def token_limit(payload: dict[str, Any]) -> int | None:
+    """Return the most output tokens a request's payload allows (max_tokens x n), None when it sets no limit."""
+    limit = payload.get("max_tokens", payload.get("max_completion_tokens"))
+    choices = payload.get("n", 1)
+    if type(limit) is not int or type(choices) is not int or limit < 0 or choices < 1:
+        return None
+    return limit * choices
 
-    def __init__(self, target: Target, timeout: float) -> None:
-        self._target = target
-        if target.scheme == "https":
-            self._conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                target.host, target.port, timeout=timeout, context=target.ssl_context
+
+def reject_impossible_counts(results: list[RequestResult], limits: list[int | None]) -> None:
+    """Turn into failures (bad_usage) the successes whose usage reports more output tokens than were allowed."""
+    for result, limit in zip(results, limits, strict=True):
+        if result.ok and limit is not None and result.output_tokens is not None and result.output_tokens > limit:
+            result.ok = False
+            result.reason = "bad_usage"
+            result.detail = (
+                f"usage.completion_tokens is {result.output_tokens}, more than the {limit} the request allows"
             )
-        else:
-            self._conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+
+
+class JsonClient:
+    """Blocking JSON calls to the server (version, models, tokenizer) over one keep-alive connection.
+
+    Each call is bounded as a whole by timeout and all of them by deadline (perf_counter time: the run's
+    total_timeout), through vllm_http's client; redirects are answers, never followed.
+    """
+
+    def __init__(self, target: Target, timeout: float, deadline: float | None = None) -> None:
+        self._client = HttpClient(
+            target.scheme,
+            target.host,
+            target.port,
+            timeout,
+            base_path=target.base_path,
+            ssl_context=target.ssl_context,
+            headers=target.headers,
+            deadline=deadline,
+            deadline_name="total_timeout",
+        )
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """Return (status, decoded JSON or text) of one call; raise OSError when the server cannot be reached."""
-        body = json.dumps(payload).encode() if payload is not None else None
-        headers = {"Content-Type": "application/json", **self._target.headers}
+        """Return (status, decoded JSON, or the text when the body is not JSON) of one call.
+
+        Raise HttpError (an OSError) when no usable answer came, its message naming the call and the problem.
+        """
+        response = self.request(method, path, payload)
         try:
-            self._conn.request(method, self._target.base_path + path, body=body, headers=headers)
-            response = self._conn.getresponse()
-            raw = response.read()
-        except OSError:
-            self._conn.close()
-            raise
-        except http.client.HTTPException as exc:
-            self._conn.close()
-            raise ConnectionError(f"bad HTTP response from {path}: {exc!r}") from exc
-        try:
-            return response.status, json.loads(raw)
+            return response.status, response.json()
         except ValueError:
-            return response.status, raw.decode("utf-8", "replace")
+            return response.status, response.text()
+
+    def request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Response:
+        """Return the answer of one call (any status); raise HttpError when none came."""
+        body = json.dumps(payload).encode() if payload is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        return self._client.request(method, path, body, headers)
 
     def close(self) -> None:
-        self._conn.close()
+        self._client.close()

@@ -7,14 +7,27 @@ bytes of one response as they arrive from the socket and hands back the body
 bytes (chunked transfer coding removed) so the SSE layer can timestamp events
 at arrival. It handles `Transfer-Encoding: chunked`, `Content-Length` and
 read-until-close bodies; that is all an OpenAI-compatible server sends.
+
+It trusts nothing it is fed: a peer that is not an HTTP server is refused at
+its first bytes, the status line, Content-Length and chunk sizes must be what
+RFC 9112 allows (no sign, no `0x`, no `_`), and the head, a chunk-size line
+and the trailers are each bounded, so no input makes it buffer without limit.
+Body size is the caller's to bound (vllm_http caps it; the load engine keeps
+only a bounded error body).
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 MAX_HEAD_BYTES = 65536
 MAX_ERROR_BODY_BYTES = 4096
+MAX_CHUNK_SIZE_LINE = 1024
+_HTTP_PREFIX = b"HTTP/"
+_STATUS_CODE = re.compile(r"\A[1-5]\d\d\Z")
+_CONTENT_LENGTH = re.compile(r"\A\d{1,18}\Z")
+_CHUNK_SIZE_HEX = re.compile(rb"\A[0-9A-Fa-f]{1,16}\Z")
 
 _HEAD = 0
 _CHUNK_SIZE = 1
@@ -67,10 +80,22 @@ class ResponseParser:
 
     `feed(data)` returns the body bytes contained in data (de-chunked).
     After the last byte of the message `complete` is True; `keep_alive`
-    tells whether the connection may carry another request.
+    tells whether the connection may carry another request; `surplus` holds
+    bytes fed after the end of the message (the next response after an
+    interim 1xx one, or a peer out of step).
     """
 
-    __slots__ = ("_buf", "_remaining", "_state", "complete", "headers", "keep_alive", "reason", "status")
+    __slots__ = (
+        "_buf",
+        "_remaining",
+        "_state",
+        "complete",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+        "surplus",
+    )
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -81,6 +106,7 @@ class ResponseParser:
         self.headers: dict[str, str] = {}
         self.complete = False
         self.keep_alive = True
+        self.surplus = b""
 
     @property
     def head_received(self) -> bool:
@@ -118,7 +144,7 @@ class ResponseParser:
             elif state == _CHUNK_SIZE:
                 end = buf.find(b"\r\n")
                 if end < 0:
-                    if len(buf) > 1024:
+                    if len(buf) > MAX_CHUNK_SIZE_LINE:
                         raise ProtocolError("chunk-size line too long")
                     break
                 self._remaining = _chunk_size(bytes(buf[:end]))
@@ -129,6 +155,9 @@ class ResponseParser:
                 if end < 0:
                     if len(buf) > MAX_HEAD_BYTES:
                         raise ProtocolError("response header larger than 64 KiB")
+                    start = bytes(buf[:5])
+                    if _HTTP_PREFIX[: len(start)] != start:
+                        raise ProtocolError(f"not an HTTP response: it starts with {start!r}")
                     break
                 self._parse_head(bytes(buf[:end]))
                 del buf[: end + 4]
@@ -139,11 +168,14 @@ class ResponseParser:
                 self._remaining -= take
                 if not self._remaining:
                     self._finish()
-            elif state == _TRAILERS:
+            elif state == _TRAILERS:  # _remaining counts the trailer bytes, bounded like a head
                 end = buf.find(b"\r\n")
+                if self._remaining + (len(buf) if end < 0 else end) > MAX_HEAD_BYTES:
+                    raise ProtocolError("trailers larger than 64 KiB")
                 if end < 0:
                     break
                 del buf[: end + 2]
+                self._remaining += end + 2
                 if end == 0:
                     self._finish()
             elif state == _UNTIL_CLOSE:
@@ -151,6 +183,8 @@ class ResponseParser:
                 buf.clear()
             else:  # _DONE: bytes after the message; the connection cannot be trusted for another request
                 self.keep_alive = False
+                if len(self.surplus) < MAX_HEAD_BYTES:
+                    self.surplus += bytes(buf[:MAX_HEAD_BYTES])
                 buf.clear()
         return b"".join(out) if len(out) != 1 else out[0]
 
@@ -169,10 +203,9 @@ class ResponseParser:
         status_line = lines[0].split(" ", 2)
         if len(status_line) < 2 or not status_line[0].startswith("HTTP/1."):
             raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        try:
-            self.status = int(status_line[1])
-        except ValueError as exc:
-            raise ProtocolError(f"bad status code in {lines[0][:80]!r}") from exc
+        if not _STATUS_CODE.match(status_line[1]):
+            raise ProtocolError(f"bad status code in {lines[0][:80]!r}")
+        self.status = int(status_line[1])
         self.reason = status_line[2] if len(status_line) > 2 else ""
         for line in lines[1:]:
             name, sep, value = line.partition(":")
@@ -183,10 +216,9 @@ class ResponseParser:
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
             self._state = _CHUNK_SIZE
         elif "content-length" in self.headers:
-            try:
-                self._remaining = int(self.headers["content-length"])
-            except ValueError as exc:
-                raise ProtocolError("bad Content-Length") from exc
+            if not _CONTENT_LENGTH.match(self.headers["content-length"]):
+                raise ProtocolError(f"bad Content-Length {self.headers['content-length'][:40]!r}")
+            self._remaining = int(self.headers["content-length"])
             if self._remaining:
                 self._state = _LENGTH
             else:
@@ -199,11 +231,8 @@ class ResponseParser:
 
 
 def _chunk_size(line: bytes) -> int:
-    """Return the size of a chunk from its size line (extensions ignored)."""
-    try:
-        size = int(line.split(b";", 1)[0].strip(), 16)
-    except ValueError as exc:
-        raise ProtocolError(f"bad chunk-size line {line[:40]!r}") from exc
-    if size < 0:
-        raise ProtocolError("negative chunk size")
-    return size
+    """Return the size of a chunk from its size line (extensions ignored): hex digits only, as RFC 9112 has it."""
+    digits = line.split(b";", 1)[0].strip(b" \t")
+    if not _CHUNK_SIZE_HEX.match(digits):
+        raise ProtocolError(f"bad chunk-size line {line[:40]!r}")
+    return int(digits, 16)

@@ -71,10 +71,13 @@ def comparison_markdown(comparison: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_json_atomic(path: str, data: Mapping[str, Any]) -> None:
-    """Write data as JSON to path through a temporary file in the same directory and a rename.
+RESULT_FILE_MODE = 0o600  # a result holds what the server said (error bodies): for its owner only
+
+
+def write_json_atomic(path: str, data: Mapping[str, Any], mode: int = RESULT_FILE_MODE) -> None:
+    """Write data as JSON to path through a temporary file in the same directory and a rename, with mode.
 
     Readers see the old file or the complete new one, never a half-written one. Raise OSError on failure
-    (the temporary file is removed).
+    (the temporary file is removed). Scrubbing secrets is the caller's (vllm_http.redact).
     """
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)

@@ -11,6 +11,17 @@ token event, and so when TTFT, ITL and E2E are taken, follows vLLM 0.32.0's
 whose `choices` list is non-empty is a token event, whatever its text; an
 event without choices but with `usage` gives the output token count; the
 latency ends at the last token event.
+
+What the server says is checked before it counts: `choices` must be a list of
+objects, `usage` an object whose token counts are non-negative integers, and
+a stream with token events must report at least one output token (the engine
+asks `StreamTimer.problem()` when the response ends). Anything else makes the
+request a failure with a reason (`bad_json`, `bad_event`, `bad_usage`,
+`event_too_large`), never an exception of another type and never a pass.
+
+An event that arrives over many reads is kept in one growing bytearray and
+searched for its end only in the bytes that came since the last search, so a
+10 MB event costs about one pass over its bytes, not one per read.
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ from __future__ import annotations
 import json
 
 DONE = b"[DONE]"
+MAX_EVENT_BYTES = 16 << 20  # 16 MiB: far above any token or usage event; a guard against an endless one
+MAX_TOKEN_COUNT = 1 << 31  # usage counts at or above this are not token counts
+_EMPTY = b""
 
 
 class StreamError(Exception):
@@ -110,12 +124,14 @@ def parse_data(data: bytes) -> dict | None:
         obj = json.loads(data)
     except ValueError as exc:
         raise StreamError("bad_json", f"event is not JSON: {data[:120]!r}") from exc
+    except RecursionError as exc:
+        raise StreamError("bad_json", f"event is JSON nested too deeply to read: {data[:40]!r}...") from exc
     if not isinstance(obj, dict):
         raise StreamError("bad_json", f"event is not a JSON object: {data[:120]!r}")
     if "error" in obj and not obj.get("choices"):
         error = obj["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
-        raise StreamError("stream_error", f"server sent an error event: {str(message)[:200]}")
+        raise StreamError("stream_error", f"server sent an error event: {preview(message, 200)}")
     return obj
 
 
@@ -127,7 +143,18 @@ class StreamTimer:
     None when the server sent none) and `done` (whether `[DONE]` arrived).
     """
 
-    __slots__ = ("_rest", "chunks", "done", "itl", "last", "output_tokens", "prompt_tokens", "start", "ttft")
+    __slots__ = (
+        "_rest",
+        "_scan",
+        "chunks",
+        "done",
+        "itl",
+        "last",
+        "output_tokens",
+        "prompt_tokens",
+        "start",
+        "ttft",
+    )
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -138,11 +165,24 @@ class StreamTimer:
         self.output_tokens: int | None = None
         self.prompt_tokens: int | None = None
         self.done = False
-        self._rest = b""
+        self._rest: bytearray | bytes = _EMPTY  # bytes of an event not yet ended (a bytearray while any)
+        self._scan = 0  # where in _rest the search for an event's end resumes
 
     def feed(self, body: bytes, now: float) -> None:
         """Consume body bytes that arrived at `now` (perf_counter seconds); raise StreamError on bad events."""
-        events, self._rest = split_events(self._rest + body if self._rest else body)
+        rest = self._rest
+        if rest:
+            rest += body  # in place: the bytearray grows, nothing is copied but body
+            scan = self._scan
+            if rest.find(b"\n\n", scan) < 0 and rest.find(b"\n\r\n", scan) < 0:
+                self._keep(rest)
+                return
+            body = bytes(rest)
+        events, tail = split_events(body)
+        if tail:
+            self._keep(bytearray(tail))
+        else:
+            self._rest = _EMPTY
         for event in events:
             data = event_data(event)
             if data is None:
@@ -154,12 +194,39 @@ class StreamTimer:
             if obj is None:
                 self.done = True
                 continue
-            if obj.get("choices"):
+            choices = obj.get("choices")
+            if choices:
+                if not isinstance(choices, list) or not all(isinstance(choice, dict) for choice in choices):
+                    raise StreamError("bad_event", f"choices is not a list of objects: {data[:120]!r}")
                 self.token(now)
             usage = obj.get("usage")
-            if usage:
-                self.output_tokens = usage.get("completion_tokens", self.output_tokens)
-                self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            if usage is not None:
+                self._usage(usage)
+
+    def _keep(self, rest: bytearray) -> None:
+        """Hold the bytes of an unfinished event; the next search for its end starts where this one stopped."""
+        if len(rest) > MAX_EVENT_BYTES:
+            raise StreamError("event_too_large", f"an event grew past {MAX_EVENT_BYTES} bytes without ending")
+        self._rest = rest
+        # An event ends with \n\n or \n\r\n (CRLF lines): one that ends in the next read starts 2 bytes back at most.
+        self._scan = max(len(rest) - 2, 0)
+
+    def _usage(self, usage: object) -> None:
+        """Take the token counts of a usage object; raise StreamError("bad_usage") for counts that cannot be."""
+        if not isinstance(usage, dict):
+            raise StreamError("bad_usage", f"usage is not an object: {preview(usage, 80)}")
+        completion = _token_count(usage, "completion_tokens")
+        prompt = _token_count(usage, "prompt_tokens")
+        if completion is not None:
+            self.output_tokens = completion
+        if prompt is not None:
+            self.prompt_tokens = prompt
+
+    def problem(self) -> str | None:
+        """Return why the finished stream cannot be counted as a success, or None (called once, at its end)."""
+        if self.chunks and self.output_tokens is not None and self.output_tokens < 1:
+            return f"usage.completion_tokens is {self.output_tokens} although {self.chunks} token events arrived"
+        return None
 
     def token(self, now: float) -> None:
         """Record a token event that arrived at now."""
@@ -187,6 +254,27 @@ class StreamTimer:
         return self.last - self.start
 
     @property
-    def pending(self) -> bytes:
+    def pending(self) -> bytes | bytearray:
         """Return bytes of an event not yet terminated by a blank line."""
         return self._rest
+
+
+def preview(value: object, limit: int) -> str:
+    """Return a short text of a decoded JSON value for a message; never raises (a container nested too deeply to
+    serialise is named by its kind)."""
+    if isinstance(value, str):
+        return value[:limit]
+    try:
+        return (json.dumps(value) if isinstance(value, dict | list) else repr(value))[:limit]
+    except (RecursionError, ValueError):
+        return f"a JSON {type(value).__name__} too deeply nested to show"
+
+
+def _token_count(usage: dict, key: str) -> int | None:
+    """Return usage[key] as a token count, None when absent or null; raise StreamError("bad_usage") otherwise."""
+    value = usage.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value < MAX_TOKEN_COUNT:
+        raise StreamError("bad_usage", f"usage.{key} is {preview(value, 40)}, not a count of tokens (an integer >= 0)")
+    return value

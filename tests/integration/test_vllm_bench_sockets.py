@@ -320,7 +320,7 @@ def test_next_address_is_tried_when_the_first_refuses(monkeypatch):
         refused = ("127.0.0.1", free_port())
         good = ("127.0.0.1", server.port)
         addresses = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in (refused, good)]
-        monkeypatch.setattr(vllm_bench_engine, "resolve", lambda target: addresses)
+        monkeypatch.setattr(vllm_bench_engine, "resolve", lambda target, deadline: addresses)
         outcome = load(server.url, 3, concurrency=1)
     assert [r.ok for r in outcome.results] == [True] * 3
     assert server.connections == 1

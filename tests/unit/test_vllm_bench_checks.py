@@ -77,11 +77,25 @@ def test_baseline_metrics_reads_our_file_and_vllm_bench_serve_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(None, "cannot be read"), ("{half", "not JSON"), ("[1]", "not a JSON object"), ('{"a": 1}', "headline")],
+    [
+        (None, "cannot be read"),
+        ("{half", "not JSON"),
+        ("[1]", "not a JSON object"),
+        ('{"a": 1}', "headline"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        # A NaN compares as "not regressed" with anything: a baseline holding one would pass every run.
+        ('{"metrics": {"request_throughput": NaN}}', "not a finite number >= 0"),
+        ('{"metrics": {"p99_ttft_ms": Infinity}}', "not a finite number >= 0"),
+        ('{"metrics": {"request_throughput": -10}}', "not a finite number >= 0"),
+        ('{"metrics": {"request_throughput": 1, "completed": NaN}}', None),  # not a headline metric: dropped
+    ],
 )
 def test_baseline_metrics_errors(tmp_path, content, match):
     path = tmp_path / "b.json"
     if content is not None:
         path.write_text(content)
+    if match is None:
+        assert baseline_metrics(str(path)) == {"request_throughput": 1.0}
+        return
     with pytest.raises(ValueError, match=match):
         baseline_metrics(str(path))

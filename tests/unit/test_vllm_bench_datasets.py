@@ -77,7 +77,13 @@ def test_sharegpt_prompts_use_first_turn_and_reply_length(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "match"), [("{bad", "not readable JSON"), ("[]", "no usable conversation"), ('{"a":1}', "no usable")]
+    ("content", "match"),
+    [
+        ("{bad", "not readable JSON"),
+        ("[]", "no usable conversation"),
+        ('{"a":1}', "no usable"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ],
 )
 def test_sharegpt_errors_name_the_file(tmp_path, content, match):
     path = tmp_path / "x.json"
@@ -104,3 +110,10 @@ def test_request_payloads():
     chat = request_payload("chat", "tiny", prompt, ignore_eos=False)
     assert chat["messages"] == [{"role": "user", "content": "hello"}]
     assert chat["max_completion_tokens"] == 9 and "ignore_eos" not in chat
+
+
+def test_sharegpt_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_bytes(b'[{"conversations": "\xff\xfe"}]')
+    with pytest.raises(ValueError, match="not readable JSON"):
+        sharegpt_prompts(str(path), 1, None, random.Random(0))

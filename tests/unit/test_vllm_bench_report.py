@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 from types import SimpleNamespace
 
 import pytest
@@ -33,6 +34,14 @@ def test_markdown_tables():
     row = {"baseline": 2.0, "current": 1.0, "change_pct": -50.0, "regressed": True, "higher_is_better": True}
     assert "| request_throughput | 2.00 | 1.00 | -50.00% | yes |" in comparison_markdown({"request_throughput": row})
     assert comparison_markdown({}) == ""
+
+
+def test_result_files_are_for_their_owner_only(tmp_path):
+    path = tmp_path / "result.json"
+    write_json_atomic(str(path), {"a": 1})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    write_json_atomic(str(path), {"a": 2}, mode=0o640)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def test_write_json_atomic_replaces_and_leaves_no_temp(tmp_path):

