@@ -88,61 +88,11 @@ status_text:
   type: str
 """
 
-import contextlib
 import os
-import signal
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vllm_layout import cluster_report, parse_ray_status
-
-KILLED_RC = 124  # as timeout(1) reports a command it stopped
-DRAIN_SECONDS = 5  # after the kill, how long to wait for the output pipes to close
-
-
-def run_bounded(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str, str]:
-    """(rc, stdout, stderr) of argv; after timeout seconds its whole process group is killed (rc 124).
-
-    The deadline covers the whole run, output included: a child that lives on holding stdout open cannot keep
-    the module waiting, since it is in the group that is killed.
-    """
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return 127, "", f"cannot run {argv[0]}: {exc}"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        try:
-            out, _ = proc.communicate(timeout=DRAIN_SECONDS)
-        except subprocess.TimeoutExpired:  # a process that left the group still holds the pipes
-            out = b""
-        proc.kill()
-        proc.wait()
-        return KILLED_RC, decoded(out), f"{argv[0]} status did not finish within {timeout:g} s and was killed"
-    return proc.returncode, decoded(out), decoded(err)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the process group that proc leads (it was started in a session of its own).
-
-    Called only while proc is not yet reaped (running, or a zombie whose output pipes are still held), so its
-    pid, and with it the group id, cannot have been given to another process.
-    """
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def decoded(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", "replace")
+from ansible.module_utils.vllm_process import run_text
 
 
 class Step:
@@ -180,7 +130,7 @@ def run(module: AnsibleModule, step: Step) -> None:
         module.fail_json(msg=f"timeout={p['timeout']} must be a number of seconds of at least 1")
     step.doing = f"running {p['ray_bin']} status against {p['address']}"
     command = [p["ray_bin"], "status", "-v", f"--address={p['address']}"]
-    rc, out, err = run_bounded(command, p["timeout"], {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    rc, out, err = run_text(command, p["timeout"], {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     step.doing = "reading the output of ray status"
     nodes = parse_ray_status(out) if rc == 0 else []
     report = cluster_report(p["expected"], nodes, p["device_resource"])

@@ -280,7 +280,6 @@ error:
 
 import json
 import re
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vllm_bench_http import split_url
@@ -297,6 +296,7 @@ from ansible.module_utils.vllm_http import (
 )
 from ansible.module_utils.vllm_journal import evidence, failure_reason, scrub, scrub_all
 from ansible.module_utils.vllm_metrics import cache_config_labels, samples_from_text, server_metrics
+from ansible.module_utils.vllm_process import run_text
 
 JOURNAL_READ_LINES = 5000
 SINCE_RE = re.compile(r"\A(?:@\d{1,12}(?:\.\d{1,9})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?)\Z")
@@ -421,24 +421,13 @@ def unit_state(text: str) -> dict:
     }
 
 
-def run_bounded(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """(rc, stdout, stderr) of a command killed after timeout seconds (rc 124, like timeout(1))."""
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not finish within {timeout:g} s"
-    except OSError as exc:
-        return 127, "", f"cannot run {argv[0]}: {exc}"
-    return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
-
-
 def unit_report(module: AnsibleModule, unit: str, timeout: float) -> dict | None:
     """State of a systemd unit, or None (with a warning) when systemctl is missing or fails."""
     systemctl = module.get_bin_path("systemctl")
     if systemctl is None:
         module.warn(f"unit={unit!r} was given but systemctl is not on this host; no unit state reported")
         return None
-    rc, out, err = run_bounded([systemctl, "show", unit, f"--property={','.join(UNIT_PROPERTIES)}"], timeout)
+    rc, out, err = run_text([systemctl, "show", unit, f"--property={','.join(UNIT_PROPERTIES)}"], timeout)
     if rc != 0:
         module.warn(f"systemctl show {unit} failed rc={rc}: {(out + err).strip()[:500]}")
         return None
@@ -454,7 +443,7 @@ def journal_text(module: AnsibleModule, unit: str, since: str | None, timeout: f
     argv = [journalctl, "-u", unit, "--no-pager", "-o", "cat", "-n", str(JOURNAL_READ_LINES)]
     if since:
         argv += ["--since", since]
-    rc, out, err = run_bounded(argv, timeout)
+    rc, out, err = run_text(argv, timeout)
     if rc != 0:
         module.warn(f"journalctl -u {unit} failed rc={rc}: {(out + err).strip()[:500]}")
         return []

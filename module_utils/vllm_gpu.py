@@ -2,8 +2,8 @@
 
 Standard library only: this file runs on managed hosts under their system python3
 (3.10 at the oldest). The parsing is pure (text in, data out) so it is tested without
-a GPU; `run_with_deadline` runs a command with a deadline for the whole exchange. The
-module `vllm_gpu_facts` decides what to run and what to do with a problem.
+a GPU; module_utils/vllm_process.py runs nvidia-smi with a deadline for the whole
+exchange. The module `vllm_gpu_facts` decides what to run and what to do with a problem.
 
 Everything nvidia-smi prints is treated as untrusted input: a value is either what the
 field's shape allows, a marker nvidia-smi uses for "no value" ("[N/A]", ...), or a
@@ -11,14 +11,16 @@ ValueError that names the GPU, the field and the value. Nothing is silently skip
 read as something else.
 """
 
-import contextlib
-import os
 import re
-import selectors
-import signal
-import subprocess
-import time
-from dataclasses import dataclass
+
+from ansible.module_utils.vllm_process import (  # noqa: F401 - the runner vllm_gpu_facts and its tests use
+    OUTPUT_LIMIT_BYTES,
+    CommandResult,
+    decode_for_message,
+    exit_description,
+    run_with_deadline,
+    signal_name,
+)
 
 # The fields asked of `nvidia-smi --query-gpu`. All exist in every driver branch
 # we care about except compute_cap (added in R510); callers retry without it.
@@ -53,13 +55,6 @@ DRIVER_FAILURE_MARKERS = (
     "Driver/library version mismatch",
 )
 
-# Bounds on one run of nvidia-smi. A GPU query prints about 150 bytes per GPU and the
-# banner a few KiB (its process list grows with the processes): 1 MiB is far above both.
-OUTPUT_LIMIT_BYTES = 1024 * 1024
-# After SIGKILL, how long to wait for the process to go. One stuck in the kernel (state D,
-# a hung driver) never goes; it is then left behind rather than waited on for ever.
-KILL_GRACE_SECONDS = 5.0
-READ_CHUNK_BYTES = 65536
 
 MAX_INDEX_DIGITS = 4
 MAX_MIB_DIGITS = 8  # 99,999,999 MiB (95 TiB) per GPU: anything longer is not a memory figure
@@ -78,116 +73,6 @@ EXCERPT_CHARS = 300
 # --- running nvidia-smi ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What one bounded run of a command gave.
-
-    rc is None when the command did not exit by itself (killed at the deadline or for too
-    much output) or could not be started; `problem` then says which, in words.
-    """
-
-    rc: int | None
-    stdout: bytes
-    stderr: bytes
-    problem: str = ""
-    timed_out: bool = False
-    elapsed: float = 0.0
-
-
-def run_with_deadline(
-    argv: list[str],
-    timeout: float,
-    output_limit: int = OUTPUT_LIMIT_BYTES,
-    env: dict[str, str] | None = None,
-) -> CommandResult:
-    """Run argv with `timeout` seconds for the whole exchange: start, all output, exit.
-
-    The command gets its own process group (session), stdin from /dev/null, and is killed
-    with SIGKILL, group and all, when the deadline passes or stdout + stderr exceed
-    `output_limit` bytes. A per-read timeout would not do: a command that prints a byte
-    a second never trips one. The pipes are read until the deadline only, so a child that
-    escaped the group and holds them open cannot keep this waiting either.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-        )
-    except OSError as exc:
-        return CommandResult(None, b"", b"", f"could not be started: {exc.strerror or exc}")
-    stdout, stderr = bytearray(), bytearray()
-    try:
-        problem, timed_out = _read_until_deadline(process, stdout, stderr, deadline, output_limit, timeout)
-        if not problem:
-            try:
-                process.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                problem, timed_out = f"closed its output but did not exit within {timeout:g} s", True
-        if problem:
-            problem += _kill_group(process)
-    finally:
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-    rc = None if problem else process.returncode
-    return CommandResult(rc, bytes(stdout), bytes(stderr), problem, timed_out, time.monotonic() - started)
-
-
-def _read_until_deadline(
-    process: subprocess.Popen,
-    stdout: bytearray,
-    stderr: bytearray,
-    deadline: float,
-    output_limit: int,
-    timeout: float,
-) -> tuple[str, bool]:
-    """Read both pipes to their end: ('', False) when both ended in time, else (why reading stopped, timed out)."""
-    buffers = {process.stdout.fileno(): stdout, process.stderr.fileno(): stderr}
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        selector.register(process.stderr, selectors.EVENT_READ)
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if process.poll() is not None:
-                    return (
-                        f"exited (status {process.returncode}) but something it started kept its output open "
-                        f"past {timeout:g} s",
-                        True,
-                    )
-                return f"did not finish within {timeout:g} s", True
-            for key, _events in selector.select(remaining):
-                chunk = os.read(key.fd, READ_CHUNK_BYTES)
-                if chunk:
-                    buffers[key.fd] += chunk
-                else:
-                    selector.unregister(key.fileobj)
-            if len(stdout) + len(stderr) > output_limit:
-                return f"printed more than {output_limit} bytes", False
-    return "", False
-
-
-def _kill_group(process: subprocess.Popen) -> str:
-    """SIGKILL the command's process group and reap it; '' or a note when it would not go."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    try:
-        process.wait(KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        return (
-            f"; it was killed but had not exited {KILL_GRACE_SECONDS:g} s later "
-            "(stuck in the kernel: the driver is hung, usually until a reboot)"
-        )
-    return "; it was killed"
-
-
 def decode_output(data: bytes) -> str:
     """Output that is parsed, as text: strict UTF-8, or a ValueError saying where it is not."""
     try:
@@ -200,29 +85,11 @@ def decode_output(data: bytes) -> str:
         ) from None
 
 
-def decode_for_message(data: bytes) -> str:
-    """Output that is only shown (stderr, an error) or searched (the banner): bad bytes become U+FFFD."""
-    return data.decode("utf-8", errors="replace")
-
-
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """Text for a message: stripped, control characters escaped, cut to `limit` characters."""
     text = text.strip()
     shown = repr(text[:limit])
     return shown + (f" ... ({len(text) - limit} more characters)" if len(text) > limit else "")
-
-
-def signal_name(rc: int) -> str:
-    """'SIGSEGV' for a return code of -11; the number where the signal is unknown."""
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
-def exit_description(rc: int) -> str:
-    """'exited with status 6' or 'was killed by SIGSEGV'."""
-    return f"was killed by {signal_name(rc)}" if rc < 0 else f"exited with status {rc}"
 
 
 # --- the query -------------------------------------------------------------------------------------------------
