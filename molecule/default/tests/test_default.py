@@ -124,3 +124,37 @@ def test_server_runs_the_pinned_version_from_its_venv(host, http, host_vars):
     assert status == 200 and json.loads(text)["version"] == host_vars["vllm_version"]
     exec_start = unit_property(host, "ExecStart")
     assert f"/venvs/vllm-{host_vars['vllm_variant']}-{host_vars['vllm_version']}/bin/python" in exec_start
+
+
+def venv_site_packages(host, host_vars) -> str:
+    venv = f"/opt/vllm/venvs/vllm-{host_vars['vllm_variant']}-{host_vars['vllm_version']}"
+    return host.check_output(f"ls -d {venv}/lib/python3.*/site-packages")
+
+
+def test_amx_permission_hook_is_there_exactly_when_the_cpu_has_amx(host, host_vars):
+    """vllm_install puts the hook in only for the CPU build on an AMX CPU (README, CPUs with AMX)."""
+    has_amx = "amx_tile" in host.file("/proc/cpuinfo").content_string.split()
+    site = venv_site_packages(host, host_vars)
+    assert host.file(f"{site}/vllm_fleet_amx.pth").exists is has_amx
+    assert host.file(f"{site}/vllm_fleet_amx.py").exists is has_amx
+
+
+def test_a_spawned_process_of_the_venv_holds_amx_permission_on_amx_cpus(host, host_vars):
+    """vLLM's CPU workers are spawned children of the venv's python; one such child must hold the permission.
+
+    The permission is visible only to the process itself (ARCH_GET_XCOMP_PERM), so the check spawns a
+    child the way vLLM does and asks it; the hook records what the kernel answered.
+    """
+    if "amx_tile" not in host.file("/proc/cpuinfo").content_string.split():
+        return
+    venv = f"/opt/vllm/venvs/vllm-{host_vars['vllm_variant']}-{host_vars['vllm_version']}"
+    script = (
+        "import multiprocessing as mp, sys\n"
+        "def child(q):\n"
+        "    q.put(sys.modules['vllm_fleet_amx'].STATUS if 'vllm_fleet_amx' in sys.modules else 'no hook')\n"
+        "if __name__ == '__main__':\n"
+        "    c = mp.get_context('spawn'); q = c.Queue(); p = c.Process(target=child, args=(q,)); p.start()\n"
+        "    print(q.get(timeout=60)); p.join(60)\n"
+    )
+    host.check_output("printf '%%s' %s > /tmp/vllm_fleet_amx_check.py", script)
+    assert host.check_output(f"{venv}/bin/python /tmp/vllm_fleet_amx_check.py") == "granted"
