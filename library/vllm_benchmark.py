@@ -85,9 +85,37 @@ options:
     type: int
     default: 10
   warmup_requests:
-    description: Requests sent before measuring and not counted.
+    description: Requests sent before each round and not counted.
     type: int
     default: 0
+  rounds:
+    description:
+      - Measured rounds of the same workload (O(num_prompts) or O(num_requests) each, new prompts each time),
+        each preceded by O(warmup_requests) warm-up requests.
+      - Every headline metric gets one value per round (RV(round_metrics)), summarized as the mean with its
+        confidence interval, the spread and the coefficient of variation (RV(round_summary)); RV(metrics) pools
+        the requests of all rounds.
+      - A verdict against a O(baseline) needs at least 2 rounds on both sides.
+    type: int
+    default: 1
+  confidence:
+    description: Confidence level of the intervals and verdicts, between 0 and 1.
+    type: float
+    default: 0.95
+  detect_pct:
+    description:
+      - The change, in percent, that the rounds must be able to tell from noise. A judged metric whose interval is
+        wider than that is "too noisy to judge" and fails the task, saying to run more rounds or requests.
+    type: float
+    default: 10
+  judged_metrics:
+    description:
+      - The headline metrics whose verdict decides pass or fail; the others get a verdict shown only.
+      - Defaults to request_throughput, total_token_throughput, median_ttft_ms and median_tpot_ms in
+        C(throughput) mode, median_e2e_ms, median_ttft_ms and median_tpot_ms in C(latency) mode; an empty list
+        judges none (verdicts shown only).
+    type: list
+    elements: str
   dataset:
     description:
       - Where prompts come from.
@@ -155,13 +183,21 @@ options:
     default: {}
   baseline:
     description:
-      - An earlier result file of this module (or of C(vllm bench serve --save-result)) to compare with.
-      - RV(baseline_comparison) shows the change of each headline metric.
+      - An earlier result file of this module to compare with.
+      - With O(rounds) of 2 or more the baseline must hold its rounds (files this module writes with rounds do);
+        every headline metric then gets a verdict (RV(verdicts)), from a Mann-Whitney U test on the two sets of
+        rounds with the Hodges-Lehmann estimate of the change and its distribution-free confidence interval
+        (module_utils/vllm_verdict.py). A baseline whose workload (RV(workload)) differs is refused as not
+        comparable, naming the field, before any load; one without rounds is refused, saying how to record one.
+      - With O(rounds=1), single values are compared (RV(baseline_comparison)), also against a
+        C(vllm bench serve --save-result) file; one sample each, so noise can flip that comparison.
     type: path
   max_regression_pct:
     description:
-      - Fail when any headline metric is worse than O(baseline) by more than this many percent (lower for
-        throughputs, higher for latencies). Requires O(baseline).
+      - The allowed regression, in percent, in each metric's own direction (lower throughput, higher latency).
+      - With rounds, a judged metric fails only when its verdict is "slower" and the whole confidence interval of
+        the change lies beyond this, so noise can neither invent nor hide a failure. With O(rounds=1), a headline
+        metric worse than the baseline's single value by more than this fails. Requires O(baseline).
     type: float
   validate_certs:
     description: Verify the server's TLS certificate for C(https) URLs.
@@ -272,8 +308,10 @@ failure_samples:
   sample: [{"request": 7, "reason": "http_500", "detail": "HTTP 500 Internal Server Error: ..."}]
 summary_lines:
   description:
-    - 'Plain-text summary. The first two lines are exactly C(Throughput: X.XX requests/s) and
-      C(Throughput: Y.YY tokens/s) (total tokens, prompt and output).'
+    - 'Plain-text summary. The first line names the run and its workload (C(Latency run: 10 requests, one at a
+      time, 128 in / 64 out tokens (random))); the next two are exactly C(Throughput: X.XX requests/s) and
+      C(Throughput: Y.YY tokens/s) (total tokens, prompt and output). With rounds, a line per headline metric
+      with its mean ± interval and min…max follows, then the verdicts against the baseline.'
   returned: when requests were sent
   type: list
   elements: str
@@ -323,16 +361,51 @@ context:
   description: O(context), as recorded in the result file.
   returned: when requests were sent
   type: dict
+workload:
+  description: What must be the same for two runs to compare (mode, endpoint, dataset, lengths, requests, concurrency,
+    rate, ignore_eos, model); recorded in the result file.
+  returned: when requests were sent
+  type: dict
+round_metrics:
+  description: The headline metrics of each round, in order.
+  returned: when requests were sent
+  type: list
+  elements: dict
+round_summary:
+  description: Per headline metric over the rounds, C(n), C(mean), C(std), C(cv_pct), C(ci_low) and C(ci_high) (the
+    mean's interval, Student's t), C(median), C(min), C(max).
+  returned: when requests were sent
+  type: dict
+verdicts:
+  description:
+    - Per headline metric, against the baseline's rounds, C(verdict) (V(faster), V(slower), V(no significant change)
+      or V(too noisy)), C(change_pct) and its interval C(ci_low_pct)..C(ci_high_pct), C(p_value) (Mann-Whitney U),
+      C(detectable_pct), C(fails) and C(text), for example "slower by 14.8% (95% CI 11.2% to 18.1%)".
+    - Empty without a baseline with rounds.
+  returned: when requests were sent
+  type: dict
+verdict_brief:
+  description: The verdicts on requests/s, tokens/s and median TTFT in one line, as the fleet table shows them; empty
+    without verdicts.
+  returned: when requests were sent
+  type: str
+context_changes:
+  description: What differs between the baseline's O(context) and this run's, such as "driver 550.54 → 580.95".
+  returned: when compared with a baseline with rounds
+  type: list
+  elements: str
 """
 
 import random
 import socket
 import time
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.vllm_bench_checks import (
+    HEADLINE_METRICS,
     baseline_comparison,
     baseline_metrics,
     regression_messages,
@@ -363,8 +436,25 @@ from ansible.module_utils.vllm_bench_engine import (
 from ansible.module_utils.vllm_bench_report import (
     comparison_markdown,
     markdown_table,
+    run_label,
     summary_lines,
     write_json_atomic,
+)
+from ansible.module_utils.vllm_bench_rounds import (
+    DEFAULT_JUDGED,
+    ROUNDS_FORMAT,
+    BaselineError,
+    brief,
+    comparability_errors,
+    context_diff,
+    read_baseline,
+    round_lines,
+    round_values,
+    summaries,
+    verdict_lines,
+    verdict_problems,
+    verdicts,
+    workload_of,
 )
 from ansible.module_utils.vllm_bench_stats import benchmark_metrics
 from ansible.module_utils.vllm_http import (
@@ -375,7 +465,7 @@ from ansible.module_utils.vllm_http import (
     url_secrets,
 )
 
-MODULE_VERSION = "1.0.0"
+MODULE_VERSION = "1.2.0"
 
 
 class Step:
@@ -398,6 +488,10 @@ def argument_spec() -> dict[str, Any]:
         "request_rate": {"type": "str", "default": "inf"},
         "num_requests": {"type": "int", "default": 10},
         "warmup_requests": {"type": "int", "default": 0},
+        "rounds": {"type": "int", "default": 1},
+        "confidence": {"type": "float", "default": 0.95},
+        "detect_pct": {"type": "float", "default": 10},
+        "judged_metrics": {"type": "list", "elements": "str"},
         "dataset": {"type": "str", "choices": ["random", "sonnet", "sharegpt"], "default": "random"},
         "dataset_path": {"type": "path"},
         "input_len": {"type": "int", "default": 128},
@@ -450,6 +544,18 @@ def parameter_errors(params: dict[str, Any]) -> list[str]:
             errors.append("max_regression_pct needs baseline (the path of an earlier result file)")
         if params["max_regression_pct"] < 0:
             errors.append(f"max_regression_pct must be 0 or more, got {params['max_regression_pct']}")
+    if params["rounds"] < 1:
+        errors.append(f"rounds must be at least 1, got {params['rounds']}")
+    if not 0 < params["confidence"] < 1:
+        errors.append(f"confidence must be between 0 and 1 (e.g. 0.95), got {params['confidence']}")
+    if not params["detect_pct"] > 0:
+        errors.append(f"detect_pct must be a positive percentage, got {params['detect_pct']}")
+    headline = HEADLINE_METRICS[params["mode"]]
+    for name in params["judged_metrics"] or []:
+        if name not in headline:
+            errors.append(
+                f"judged_metrics: {name!r} is not a headline metric of mode {params['mode']}: {', '.join(headline)}"
+            )
     valid_metrics = benchmark_metrics([], 0.0, params["mode"]).keys()
     errors.extend(threshold_errors(params["thresholds"] or {}, valid_metrics))
     return errors
@@ -464,6 +570,7 @@ def run_plan(params: dict[str, Any]) -> dict[str, Any]:
         "mode": params["mode"],
         "requests": params["num_requests"] if latency else params["num_prompts"],
         "warmup_requests": params["warmup_requests"],
+        "rounds": params["rounds"],
         "max_concurrency": 1 if latency else params["max_concurrency"],
         "request_rate": "inf" if latency else params["request_rate"],
         "dataset": params["dataset"],
@@ -476,6 +583,12 @@ def public_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Return the parameters to record in the result (no secret: no api_key, no password in the url)."""
     kept = {key: value for key, value in params.items() if key not in ("api_key", "context")}
     return {**kept, "url": public_url(params["url"])}
+
+
+def judged(params: dict[str, Any]) -> list[str]:
+    """The headline metrics whose verdicts decide pass or fail."""
+    chosen = params["judged_metrics"]
+    return list(DEFAULT_JUDGED[params["mode"]] if chosen is None else chosen)
 
 
 def known_secrets(params: dict[str, Any]) -> list[str]:
@@ -578,6 +691,62 @@ def fail(module: AnsibleModule, secrets: list[str], msg: str, **result: Any) -> 
     module.fail_json(**redact({"msg": msg, **result}, secrets))
 
 
+def read_baselines(params: dict[str, Any], errors: list[str]) -> tuple[dict | None, dict | None]:
+    """(single-value baseline metrics, baseline with rounds): whichever the run compares with, or errors."""
+    if not params["baseline"] or errors:
+        return None, None
+    if params["rounds"] >= 2:
+        try:
+            return None, read_baseline(params["baseline"])
+        except BaselineError as exc:
+            errors.append(str(exc))
+            return None, None
+    try:
+        rounds_baseline = read_baseline(params["baseline"])
+    except BaselineError:
+        rounds_baseline = None
+    if rounds_baseline is not None:
+        errors.append(
+            f"rounds={params['rounds']}: a verdict against baseline {params['baseline']!r}, which holds rounds, needs "
+            "at least 2 rounds on each side; set rounds to 2 or more (verification uses 5)"
+        )
+        return None, None
+    try:
+        return baseline_metrics(params["baseline"]), None
+    except ValueError as exc:
+        errors.append(str(exc))
+        return None, None
+
+
+def measure_rounds(params, plan, target, payloads, deadline, step) -> tuple[list, list, float, float, int]:
+    """Run every round: (all results, each round's outcome, total duration, client CPU, warm-up failures)."""
+    per_round = plan["requests"] + params["warmup_requests"]
+    results, by_round = [], []
+    duration, cpu, warmup_failed = 0.0, 0.0, 0
+    for index in range(params["rounds"]):
+        step.doing = f"sending round {index + 1} of {params['rounds']} to {plan['url']}"
+        chunk = payloads[index * per_round : (index + 1) * per_round]
+        warmup, measured = chunk[: params["warmup_requests"]], chunk[params["warmup_requests"] :]
+        outcome = run_load(
+            target,
+            measured,
+            warmup,
+            plan["max_concurrency"],
+            request_rate_value(plan["request_rate"]),
+            params["timeout"],
+            max(deadline - time.perf_counter(), 0.001),
+            params["seed"] + index,
+        )
+        by_round.append(outcome)
+        results.extend(outcome.results)
+        duration += outcome.duration_s
+        cpu += outcome.client_cpu_s
+        warmup_failed += outcome.warmup_failed
+        if outcome.total_timeout_hit:
+            break
+    return results, by_round, duration, cpu, warmup_failed
+
+
 def run(module: AnsibleModule, step: Step) -> None:
     """Run the benchmark the module's parameters describe and exit the module."""
     params = module.params
@@ -587,13 +756,8 @@ def run(module: AnsibleModule, step: Step) -> None:
     module.no_log_values.update(url_secrets(params["url"]))  # Ansible masks it too, wherever it appears
     plan = run_plan(params)
     errors = parameter_errors(params)
-    baseline = None
-    if params["baseline"] and not errors:
-        step.doing = f"reading baseline {params['baseline']}"
-        try:
-            baseline = baseline_metrics(params["baseline"])
-        except ValueError as exc:
-            errors.append(str(exc))
+    step.doing = f"reading baseline {params['baseline']}"
+    baseline, rounds_baseline = read_baselines(params, errors)
     if errors:
         fail(module, secrets, "; ".join(errors), plan=plan, result_path=None)
     if module.check_mode:
@@ -618,8 +782,13 @@ def run(module: AnsibleModule, step: Step) -> None:
                 plan=plan,
                 result_path=None,
             )
+        workload = workload_of(plan, model, params["ignore_eos"])
+        if rounds_baseline is not None:
+            not_comparable = comparability_errors(rounds_baseline, workload, params["baseline"])
+            if not_comparable:
+                fail(module, secrets, "; ".join(not_comparable), plan=plan, result_path=None, workload=workload)
         step.doing = f"building the prompts (dataset={params['dataset']})"
-        count = plan["requests"] + params["warmup_requests"]
+        count = (plan["requests"] + params["warmup_requests"]) * params["rounds"]
         try:
             prompts, prompt_source = build_prompts(params, client, model, count, deadline)
         except (ValueError, TimeoutError) as exc:
@@ -637,58 +806,83 @@ def run(module: AnsibleModule, step: Step) -> None:
             model=model,
         )
 
-    step.doing = f"sending the load to {url}"
     path = endpoint_path(params["endpoint"])
     bodies = [
         request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"])
         for p in prompts
     ]
     payloads = [request_bytes(target, path, body) for body in bodies]
-    warmup, measured = payloads[: params["warmup_requests"]], payloads[params["warmup_requests"] :]
-    outcome = run_load(
-        target,
-        measured,
-        warmup,
-        plan["max_concurrency"],
-        request_rate_value(plan["request_rate"]),
-        params["timeout"],
-        max(deadline - time.perf_counter(), 0.001),
-        params["seed"],
+    results, outcomes, duration, client_cpu, warmup_failed = measure_rounds(
+        params, plan, target, payloads, deadline, step
     )
-    step.doing = "computing the metrics"
-    measured_prompts = prompts[params["warmup_requests"] :]
-    reject_impossible_counts(outcome.results, [token_limit(body) for body in bodies[params["warmup_requests"] :]])
-    for prompt, result in zip(measured_prompts, outcome.results, strict=True):
-        if result.ok and result.prompt_tokens is None:
-            result.prompt_tokens = prompt.prompt_len
 
-    metrics = benchmark_metrics(outcome.results, outcome.duration_s, params["mode"])
-    failures, samples = failure_summary(outcome.results)
+    step.doing = "computing the metrics"
+    per_round = plan["requests"] + params["warmup_requests"]
+    round_metrics = []
+    for index, outcome in enumerate(outcomes):
+        first = index * per_round + params["warmup_requests"]
+        last = first + len(outcome.results)
+        reject_impossible_counts(outcome.results, [token_limit(body) for body in bodies[first:last]])
+        for prompt, result in zip(prompts[first:last], outcome.results, strict=True):
+            if result.ok and result.prompt_tokens is None:
+                result.prompt_tokens = prompt.prompt_len
+        measured = benchmark_metrics(outcome.results, outcome.duration_s, params["mode"])
+        round_metrics.append(round_values(measured, params["mode"]))
+
+    metrics = benchmark_metrics(results, duration, params["mode"])
+    failures, samples = failure_summary(results)
     threshold_failures = unmet_thresholds(params["thresholds"] or {}, metrics)
     comparison = (
         baseline_comparison(baseline, metrics, params["mode"], params["max_regression_pct"]) if baseline else {}
     )
     regressions = regression_messages(comparison, params["max_regression_pct"]) if comparison else []
+    round_summary = summaries(round_metrics, params["mode"], params["confidence"])
+    round_verdicts: dict[str, Any] = {}
+    changes: list[str] = []
+    if rounds_baseline is not None and len(round_metrics) >= 2:
+        round_verdicts = verdicts(
+            rounds_baseline["rounds"],
+            round_metrics,
+            params["mode"],
+            params["confidence"],
+            params["max_regression_pct"],
+            params["detect_pct"],
+        )
+        changes = context_diff(rounds_baseline, params["context"] or {})
     markdown = markdown_table(metrics, params["mode"])
     if comparison:
         markdown += "\n" + comparison_markdown(comparison)
+    lines = [run_label(plan), *summary_lines(metrics, failures, params["mode"])]
+    if params["rounds"] > 1:
+        lines += round_lines(round_summary, params["rounds"])
+    if round_verdicts:
+        lines += verdict_lines(round_verdicts, judged(params), changes)
     result: dict[str, Any] = {
         "metrics": metrics,
         "failures": failures,
         "failure_samples": samples,
-        "summary_lines": summary_lines(metrics, failures),
+        "summary_lines": lines,
         "markdown": markdown,
         "threshold_failures": threshold_failures,
         "baseline_comparison": comparison,
+        "round_metrics": round_metrics,
+        "round_summary": round_summary,
+        "verdicts": round_verdicts,
+        "verdict_brief": brief(round_verdicts),
+        "context_changes": changes,
         "prompt_source": prompt_source,
         "server_version": server_version,
         "model": model,
-        "client_cpu_s": round(outcome.client_cpu_s, 3),
-        "warmup_failed": outcome.warmup_failed,
+        "client_cpu_s": round(client_cpu, 3),
+        "warmup_failed": warmup_failed,
         "plan": plan,
+        "workload": workload,
         "context": params["context"] or {},
     }
-    problems = failure_messages(metrics, failures, samples, outcome)
+    outcome_view = SimpleNamespace(total_timeout_hit=any(o.total_timeout_hit for o in outcomes))
+    problems = failure_messages(metrics, failures, samples, outcome_view)
+    if len(outcomes) < params["rounds"]:
+        problems.append(f"only {len(outcomes)} of {params['rounds']} rounds ran before total_timeout")
     if threshold_failures:
         problems.append(f"{len(threshold_failures)} threshold(s) not met: " + "; ".join(threshold_failures))
     if regressions:
@@ -696,6 +890,7 @@ def run(module: AnsibleModule, step: Step) -> None:
             f"{len(regressions)} metric(s) regressed more than {params['max_regression_pct']:g}% against "
             f"{params['baseline']}: " + "; ".join(regressions)
         )
+    problems += verdict_problems(round_verdicts, judged(params), params["max_regression_pct"])
     result = redact(result, secrets)
     problems = redact(problems, secrets)
     result["result_path"] = None
@@ -703,6 +898,8 @@ def run(module: AnsibleModule, step: Step) -> None:
         step.doing = f"writing result_path {params['result_path']}"
         record = {
             **result,
+            "rounds_format": ROUNDS_FORMAT,
+            "rounds": round_metrics,
             "module_version": MODULE_VERSION,
             "parameters": public_parameters(params),
             "host": socket.gethostname(),
@@ -718,7 +915,7 @@ def run(module: AnsibleModule, step: Step) -> None:
     changed = result["result_path"] is not None
     if problems:
         fail(module, secrets, "vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
-    module.exit_json(changed=changed, msg=result["summary_lines"][0] + "; " + result["summary_lines"][1], **result)
+    module.exit_json(changed=changed, msg=lines[1] + "; " + lines[2], **result)
 
 
 def main() -> None:

@@ -224,6 +224,10 @@ unit:
     active_enter_timestamp_monotonic:
       description: ActiveEnterTimestampMonotonic, microseconds.
       type: int
+    exec_start_argv:
+      description: The unit's ExecStart= command line split on spaces (the flags in force); empty when unknown.
+      type: list
+      elements: str
 journal:
   description:
     - At most O(journal_lines) lines of the unit's journal (see O(journal_lines)), secrets taken out; empty when
@@ -310,7 +314,9 @@ UNIT_PROPERTIES = (
     "MainPID",
     "ExecMainStatus",
     "ActiveEnterTimestampMonotonic",
+    "ExecStart",
 )
+ARGV_RE = re.compile(r"argv\[\]=(.*?) ; ")
 
 
 def answer_or_problem(
@@ -418,7 +424,14 @@ def unit_state(text: str) -> dict:
         "main_pid": int_or_none(props.get("MainPID")),
         "exec_main_status": int_or_none(props.get("ExecMainStatus")),
         "active_enter_timestamp_monotonic": int_or_none(props.get("ActiveEnterTimestampMonotonic")),
+        "exec_start_argv": exec_start_argv(props.get("ExecStart", "")),
     }
+
+
+def exec_start_argv(value: str) -> list[str]:
+    """ExecStart='s command line as systemctl show prints it ({ path=... ; argv[]=WORDS ; ... }), split on spaces."""
+    match = ARGV_RE.search(value)
+    return match.group(1).split() if match else []
 
 
 def unit_report(module: AnsibleModule, unit: str, timeout: float) -> dict | None:

@@ -16,8 +16,25 @@ from ansible.module_utils.vllm_files import write_text_atomic
 _GROUPS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e"))
 
 
-def summary_lines(metrics: Mapping[str, float], failures: Mapping[str, int]) -> list[str]:
-    """Return the plain-text summary; its first two lines are the ones operators grep for."""
+def run_label(plan: Mapping[str, Any]) -> str:
+    """What the run sent, for the first line: 'Latency run: 10 requests, one at a time, 128 in / 64 out tokens'."""
+    output = f"{plan['output_len']} out" if plan.get("output_len") else "the dataset's output lengths"
+    shape = f"{plan['input_len']} in / {output} tokens ({plan['dataset']})"
+    rounds = plan.get("rounds", 1)
+    per_round = f"{rounds} rounds of " if rounds > 1 else ""
+    if plan["mode"] == "latency":
+        return f"Latency run: {per_round}{plan['requests']} requests, one at a time, {shape}"
+    concurrency = f"{plan['max_concurrency']} at a time" if plan.get("max_concurrency") else "all at once"
+    rate = "" if str(plan.get("request_rate")) == "inf" else f", {plan['request_rate']} req/s"
+    return f"Throughput run: {per_round}{plan['requests']} requests, {concurrency}{rate}, {shape}"
+
+
+def summary_lines(metrics: Mapping[str, float], failures: Mapping[str, int], mode: str = "throughput") -> list[str]:
+    """Return the plain-text summary; its first two lines are the ones operators grep for.
+
+    A latency run shows what it is for, each latency's mean, median, standard deviation, minimum and
+    maximum, then p90 and p99; a throughput run the mean, median, p90 and p99.
+    """
     lines = [
         f"Throughput: {metrics['request_throughput']:.2f} requests/s",
         f"Throughput: {metrics['total_token_throughput']:.2f} tokens/s",
@@ -25,10 +42,18 @@ def summary_lines(metrics: Mapping[str, float], failures: Mapping[str, int]) -> 
         f"Requests: {metrics['completed']} completed, {metrics['failed']} failed in {metrics['duration_s']:.2f} s",
     ]
     for label, key in _GROUPS:
-        lines.append(
-            f"{label} (ms): mean {metrics[f'mean_{key}_ms']:.2f}, median {metrics[f'median_{key}_ms']:.2f}, "
-            f"p90 {metrics[f'p90_{key}_ms']:.2f}, p99 {metrics[f'p99_{key}_ms']:.2f}"
-        )
+        if mode == "latency":
+            lines.append(
+                f"{label} (ms): mean {metrics[f'mean_{key}_ms']:.2f}, median {metrics[f'median_{key}_ms']:.2f}, "
+                f"std {metrics[f'std_{key}_ms']:.2f}, min {metrics[f'min_{key}_ms']:.2f}, "
+                f"max {metrics[f'max_{key}_ms']:.2f}; "
+                f"p90 {metrics[f'p90_{key}_ms']:.2f}, p99 {metrics[f'p99_{key}_ms']:.2f}"
+            )
+        else:
+            lines.append(
+                f"{label} (ms): mean {metrics[f'mean_{key}_ms']:.2f}, median {metrics[f'median_{key}_ms']:.2f}, "
+                f"p90 {metrics[f'p90_{key}_ms']:.2f}, p99 {metrics[f'p99_{key}_ms']:.2f}"
+            )
     if failures:
         lines.append("Failures: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(failures.items())))
     return lines

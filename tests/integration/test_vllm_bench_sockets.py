@@ -396,13 +396,21 @@ def test_module_entry_point_runs_benchmark_and_writes_result(tmp_path):
     assert result["model"] == "fake-model" and result["server_version"] == "0.0-fake"
     assert result["prompt_source"] == "tokenizer"
     assert result["metrics"]["completed"] == 8 and result["metrics"]["total_output_tokens"] == 48
-    assert result["summary_lines"][0].startswith("Throughput: ") and result["summary_lines"][0].endswith(" requests/s")
-    assert result["summary_lines"][1].endswith(" tokens/s")
+    assert result["summary_lines"][0] == "Throughput run: 8 requests, 4 at a time, 5 in / 6 out tokens (random)"
+    assert result["summary_lines"][1].startswith("Throughput: ") and result["summary_lines"][1].endswith(" requests/s")
+    assert result["summary_lines"][2].endswith(" tokens/s")
+    assert saved_rounds_of(result_path) == 1
     assert result["threshold_failures"] == []
     saved = json.loads(result_path.read_text())
     assert saved["parameters"]["num_prompts"] == 8 and "api_key" not in saved["parameters"]
     assert saved["module_version"] and saved["host"] and saved["server_version"] == "0.0-fake"
     assert "s3cret" not in result_path.read_text()
+
+
+def saved_rounds_of(path) -> int:
+    saved = json.loads(path.read_text())
+    assert saved["rounds_format"] == 2 and saved["workload"]["requests"] == 8
+    return len(saved["rounds"])
 
 
 def test_module_fails_listing_every_unmet_threshold_and_regression(tmp_path):

@@ -179,7 +179,11 @@ def test_unit_state_from_systemctl(ready_server, tmp_path):
     # A stand-in systemctl/journalctl (no systemd runs where CI runs); real systemd hosts are the molecule tests' job.
     (tmp_path / "systemctl").write_text(
         "#!/bin/sh\nprintf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nNRestarts=2\\n"
-        "MainPID=4242\\nExecMainStatus=0\\nActiveEnterTimestampMonotonic=123456789\\n'\n"
+        "MainPID=4242\\nExecMainStatus=0\\nActiveEnterTimestampMonotonic=123456789\\n"
+        # systemd 252's form, as systemctl show prints it on the test hosts
+        "ExecStart={ path=/opt/v/bin/python ; argv[]=/opt/v/bin/python -m vllm.entrypoints.openai.api_server "
+        "--port 18000 --enforce-eager ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; "
+        "code=(null) ; status=0/0 }\\n'\n"
     )
     (tmp_path / "journalctl").write_text("#!/bin/sh\necho \"args: $*\"\necho 'INFO Application startup complete.'\n")
     for tool in ("systemctl", "journalctl"):
@@ -198,6 +202,9 @@ def test_unit_state_from_systemctl(ready_server, tmp_path):
         "main_pid": 4242,
         "exec_main_status": 0,
         "active_enter_timestamp_monotonic": 123456789,
+        "exec_start_argv": [
+            "/opt/v/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--port", "18000", "--enforce-eager"
+        ],
     }
     assert result["journal"] == [
         "args: -u vllm.service --no-pager -o cat -n 5000",

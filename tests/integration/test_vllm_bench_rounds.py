@@ -1,0 +1,139 @@
+"""Rounds and verdicts of vllm_benchmark, end to end against a real local server (the fake OpenAI server).
+
+The baselines here are written by hand with rounds far from what the fake server
+does, so each verdict is certain whatever this machine's noise; the statistics
+themselves are tested on known samples in tests/unit/test_vllm_verdict.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_vllm_bench_sockets import fake_server, run_module
+
+WORKLOAD = {
+    "mode": "throughput",
+    "endpoint": "/v1/completions",
+    "dataset": "random",
+    "input_len": 5,
+    "output_len": 6,
+    "requests": 6,
+    "max_concurrency": 3,
+    "request_rate": "inf",
+    "ignore_eos": True,
+    "model": "fake-model",
+}
+
+
+def baseline_file(tmp_path, throughput: float, workload: dict | None = None, context: dict | None = None, rounds=5):
+    path = tmp_path / "baseline.json"
+    values = [throughput * (1 + 0.01 * i) for i in range(rounds)]
+    path.write_text(
+        json.dumps(
+            {
+                "rounds_format": 2,
+                "rounds": [{"request_throughput": v, "total_token_throughput": v * 11} for v in values],
+                "workload": workload or WORKLOAD,
+                "context": context or {"driver_version": "550.54", "vllm_version": "0.31.1"},
+            }
+        )
+    )
+    return path
+
+
+def bench(tmp_path, server, **extra):
+    return run_module(
+        tmp_path,
+        url=server.url,
+        num_prompts=6,
+        max_concurrency=3,
+        input_len=5,
+        output_len=6,
+        warmup_requests=1,
+        **extra,
+    )
+
+
+def test_rounds_are_measured_and_summarized(tmp_path):
+    result_path = tmp_path / "result.json"
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=3, result_path=str(result_path))
+        sent = server.requests
+    assert rc == 0, result
+    assert sent == 3 * (6 + 1)  # each round has its warm-up
+    assert len(result["round_metrics"]) == 3 and result["metrics"]["completed"] == 18
+    summary = result["round_summary"]["request_throughput"]
+    assert summary["n"] == 3 and summary["min"] <= summary["mean"] <= summary["max"]
+    assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+    assert any(line.startswith("request_throughput: ") and "over 3 rounds" in line for line in result["summary_lines"])
+    saved = json.loads(result_path.read_text())
+    assert saved["rounds_format"] == 2 and len(saved["rounds"]) == 3
+    assert saved["workload"] == WORKLOAD
+    assert result_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_much_faster_baseline_gives_slower_and_fails_the_allowed_regression(tmp_path):
+    baseline = baseline_file(tmp_path, 1e6)
+    with fake_server(tokens=6) as server:
+        rc, result = bench(
+            tmp_path,
+            server,
+            rounds=5,
+            baseline=str(baseline),
+            max_regression_pct=10,
+            context={"driver_version": "580.95", "vllm_version": "0.31.1"},
+        )
+    assert rc == 1
+    row = result["verdicts"]["request_throughput"]
+    assert row["verdict"] == "slower" and row["fails"] is True
+    assert "request_throughput slower by" in result["msg"] and "beyond the allowed 10% regression" in result["msg"]
+    assert result["context_changes"] == ["driver 550.54 → 580.95"]
+    assert "Since the baseline: driver 550.54 → 580.95" in result["summary_lines"]
+
+
+def test_a_much_slower_baseline_gives_faster_and_passes(tmp_path):
+    baseline = baseline_file(tmp_path, 0.001)
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=5, baseline=str(baseline), max_regression_pct=10)
+    assert rc == 0, result
+    assert result["verdicts"]["request_throughput"]["verdict"] == "faster"
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"rounds": 1}, "needs at least 2 rounds on each side"),
+        ({"rounds": 5, "confidence": 1.0}, "confidence must be between 0 and 1"),
+        ({"rounds": 5, "detect_pct": 0}, "detect_pct must be a positive percentage"),
+        ({"rounds": 0}, "rounds must be at least 1"),
+        ({"rounds": 5, "judged_metrics": ["p42_ttft_ms"]}, "is not a headline metric"),
+    ],
+)
+def test_bad_verdict_settings_are_refused_before_any_load(tmp_path, extra, says):
+    baseline = baseline_file(tmp_path, 10.0)
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, baseline=str(baseline), **extra)
+        sent = server.requests
+    assert rc == 1 and says in result["msg"]
+    assert sent == 0
+
+
+def test_a_baseline_written_before_rounds_is_refused_with_how_to_record_one(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"metrics": {"request_throughput": 10.0, "median_ttft_ms": 5.0}}))
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=5, baseline=str(old))
+        sent = server.requests
+    assert rc == 1 and sent == 0
+    assert "holds no rounds" in result["msg"] and "vllm_verify_record_baseline=true" in result["msg"]
+
+
+def test_a_baseline_of_another_workload_is_not_compared(tmp_path):
+    baseline = baseline_file(tmp_path, 10.0, workload={**WORKLOAD, "input_len": 128})
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=5, baseline=str(baseline))
+        completions = server.requests
+    assert rc == 1 and completions == 0
+    assert "not comparable" in result["msg"] and "input_len 128 in the baseline, 5 now" in result["msg"]
+    assert "verdicts" not in result
