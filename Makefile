@@ -59,13 +59,14 @@ $(VENV_STAMP): requirements.txt
 	$(VENV)/bin/python -m pip install --progress-bar off -r requirements.txt
 	@touch $@
 
-deps: ## Host packages for the test hosts (apt; only what is missing)
+deps: ## Host packages for the test hosts and Chromium for the report's browser test (apt; only what is missing)
 	@missing=""; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap debian-archive-keyring"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	{ command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing="$$missing openssh-client"; \
-	if [ -z "$$missing" ]; then echo "==> deps: debootstrap, systemd-nspawn, ip, ssh present"; exit 0; fi; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then echo "==> deps: debootstrap, systemd-nspawn, ip, ssh, chromium present"; exit 0; fi; \
 	echo "==> deps: installing$$missing"; \
 	if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null && \
 	   $(APT_GET) install -y --no-install-recommends $$missing; then exit 0; fi; \

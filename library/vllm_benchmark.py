@@ -172,6 +172,11 @@ options:
       - File to write the result to as JSON (parameters without the API key, module and server versions, host
         name, metrics, failures, checks). Written to a temporary file and renamed, never half-written, with mode
         C(0600) (it may hold what the server said).
+      - The file also holds the measured requests' latencies, which the task's result leaves out.
+        C(samples) has C(ttft_ms), C(tpot_ms), C(e2e_ms) (one value per completed request, all rounds pooled) and
+        C(itl_ms) (every gap between streamed tokens), each sorted, in milliseconds, at most 5000 values (beyond
+        that, evenly spaced order statistics, the smallest and largest kept); C(sample_counts) has how many each
+        had before. The fleet report (module vllm_fleet_report) draws their distributions.
     type: path
   thresholds:
     description:
@@ -456,7 +461,7 @@ from ansible.module_utils.vllm_bench_rounds import (
     verdicts,
     workload_of,
 )
-from ansible.module_utils.vllm_bench_stats import benchmark_metrics
+from ansible.module_utils.vllm_bench_stats import benchmark_metrics, latency_samples
 from ansible.module_utils.vllm_http import (
     public_url,
     redact,
@@ -896,8 +901,11 @@ def run(module: AnsibleModule, step: Step) -> None:
     result["result_path"] = None
     if params["result_path"]:
         step.doing = f"writing result_path {params['result_path']}"
+        samples, sample_counts = latency_samples(results)
         record = {
             **result,
+            "samples": samples,
+            "sample_counts": sample_counts,
             "rounds_format": ROUNDS_FORMAT,
             "rounds": round_metrics,
             "module_version": MODULE_VERSION,

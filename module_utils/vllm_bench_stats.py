@@ -18,6 +18,10 @@ package, not copied):
 - Percentiles: numpy's default linear interpolation; std is the population
   standard deviation (numpy's `np.std`, ddof=0).
 - Throughputs divide by the wall time of the measured phase (warm-up excluded).
+
+The result file also holds the per-request latencies (`latency_samples`), for
+the fleet report's distributions: sorted, in ms, at most SAMPLE_CAP values per
+metric (beyond that, evenly spaced order statistics, smallest and largest kept).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from typing import Any
 HEADLINE_PERCENTILES = (90, 99)
 LATENCY_EXTRA_PERCENTILES = (10, 25, 75)
 LATENCY_METRIC_GROUPS = ("ttft", "tpot", "itl", "e2e")
+# Most values per metric in a result file's samples: ITL has one per streamed token, so a run of 1,000
+# requests of 128 tokens would write 127,000 of them.
+SAMPLE_CAP = 5000
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -120,3 +127,36 @@ def benchmark_metrics(results: Sequence[Any], duration_s: float, mode: str = "th
 def _finite(value: float) -> float:
     """Return value, or 0.0 when it is NaN or infinite (a zero-length run)."""
     return value if math.isfinite(value) else 0.0
+
+
+def thinned(values: Sequence[float], cap: int = SAMPLE_CAP) -> list[float]:
+    """Return values sorted; beyond cap of them, cap evenly spaced order statistics (the smallest and largest kept).
+
+    Every kept value is a measured one, and the kept ones have the distribution of the whole: the k-th of cap
+    values is the whole's quantile (k / (cap - 1)).
+    """
+    ordered = sorted(values)
+    if len(ordered) <= cap:
+        return ordered
+    if cap < 2:
+        raise ValueError(f"cap must be at least 2, got {cap}")
+    step = (len(ordered) - 1) / (cap - 1)
+    return [ordered[round(index * step)] for index in range(cap)]
+
+
+def latency_samples(results: Sequence[Any], cap: int = SAMPLE_CAP) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Return (samples, counts) of the completed requests' latencies in ms, for the result file.
+
+    samples has `ttft_ms`, `tpot_ms` and `e2e_ms` (one value per completed request; TPOT only for requests of more
+    than one output token) and `itl_ms` (every gap, all requests pooled), each as `thinned` returns it, rounded to
+    the microsecond; counts has how many values each had before thinning.
+    """
+    ok = [r for r in results if r.ok]
+    seconds = {
+        "ttft_ms": [r.ttft for r in ok],
+        "tpot_ms": [t for t in (tpot_seconds(r.latency, r.ttft, r.output_tokens) for r in ok) if t is not None],
+        "itl_ms": [gap for r in ok for gap in r.itl],
+        "e2e_ms": [r.latency for r in ok],
+    }
+    samples = {name: [round(v * 1000.0, 3) for v in thinned(values, cap)] for name, values in seconds.items()}
+    return samples, {name: len(values) for name, values in seconds.items()}
