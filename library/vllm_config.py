@@ -96,6 +96,10 @@ options:
     description: C(--max-num-seqs); 0 leaves vLLM's default.
     type: raw
     default: 0
+  max_num_batched_tokens:
+    description: C(--max-num-batched-tokens); 0 leaves vLLM's default.
+    type: raw
+    default: 0
   enforce_eager:
     description: Render C(--enforce-eager).
     type: bool
@@ -268,6 +272,7 @@ SETTINGS = (
     "cpu_kvcache_space_gb",
     "max_model_len",
     "max_num_seqs",
+    "max_num_batched_tokens",
     "enforce_eager",
     "extra_args",
     "extra_env",
@@ -301,6 +306,7 @@ def argument_spec() -> dict:
         cpu_kvcache_space_gb=dict(type="raw", default=4),
         max_model_len=dict(type="raw", default=0),
         max_num_seqs=dict(type="raw", default=0),
+        max_num_batched_tokens=dict(type="raw", default=0),
         enforce_eager=dict(type="bool", default=False),
         extra_args=dict(type="raw", default=[]),
         extra_env=dict(type="dict", default={}),

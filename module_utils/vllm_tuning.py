@@ -237,7 +237,7 @@ def validate_inputs(s: dict[str, Any]) -> list[str]:
         f"must be a whole number of GiB, at least 1 and at most {MAX_GIB}",
     )[1]
     errors += _whole_in("vllm_port", s.get("port"), 1, 65535, "must be a whole number from 1 to 65535")[1]
-    for key in ("max_model_len", "max_num_seqs"):
+    for key in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
         errors += _whole_in(
             f"vllm_{key}",
             s.get(key),
@@ -759,7 +759,11 @@ def service_args(s: dict[str, Any], tp: int) -> tuple[list[str], dict[str, str]]
     args += extra
     if extra:
         notes[extra[0]] = note
-    for key, flag in (("max_model_len", "--max-model-len"), ("max_num_seqs", "--max-num-seqs")):
+    for key, flag in (
+        ("max_model_len", "--max-model-len"),
+        ("max_num_seqs", "--max-num-seqs"),
+        ("max_num_batched_tokens", "--max-num-batched-tokens"),
+    ):
         value = whole_number(s.get(key, 0))
         if value and value > 0:
             args += [flag, str(value)]

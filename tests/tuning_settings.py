@@ -29,6 +29,7 @@ def settings(**over) -> dict:
         "cpu_kvcache_space_gb": 4,
         "max_model_len": 0,
         "max_num_seqs": 0,
+        "max_num_batched_tokens": 0,
         "enforce_eager": False,
         "extra_args": [],
         "extra_env": {},
