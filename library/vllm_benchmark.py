@@ -62,8 +62,14 @@ options:
   mode:
     description:
       - C(throughput) sends O(num_prompts) requests concurrently; C(latency) sends O(num_requests) one at a time.
+      - C(capacity) finds the capacity within the SLO O(goodput), the most requests in flight at which at least
+        O(slo_attainment) of the requests meet every limit, by doubling the load from 1 up to O(max_concurrency)
+        until attainment drops below the target, then bisecting, in at most O(capacity_steps) steps
+        (module_utils/vllm_bench_capacity.py). The load is concurrency, not a request rate, so a server is never
+        measured with a queue that only grows. It returns RV(capacity) (the goodput at that load, requests/s),
+        RV(capacity_load) and RV(steps).
     type: str
-    choices: [throughput, latency]
+    choices: [throughput, latency, capacity]
     default: throughput
   num_prompts:
     description: Number of measured requests in C(throughput) mode.
@@ -88,6 +94,31 @@ options:
     description: Requests sent before each round and not counted.
     type: int
     default: 0
+  goodput:
+    description:
+      - Per-request SLO limits in milliseconds, C(ttft_ms), C(tpot_ms), C(e2e_ms) (or vLLM's C(e2el_ms)), as
+        C(vllm bench serve --goodput) takes them. A request counts only when it meets every limit.
+      - RV(metrics) then has C(request_goodput) (requests/s that met the SLO), C(slo_attainment) (their share of the
+        requests sent; a failed request meets none) and C(slo_misses) (per limit); thresholds may use the first two.
+      - Required with O(mode=capacity).
+    type: dict
+    default: {}
+  slo_attainment:
+    description: With O(mode=capacity), the share of requests that must meet the SLO for a load to be carried.
+    type: float
+    default: 0.9
+  capacity_steps:
+    description: With O(mode=capacity), the most loads measured, ramp and bisection together.
+    type: int
+    default: 8
+  capacity_requests_per_load:
+    description: With O(mode=capacity), the requests a step sends per request in flight.
+    type: int
+    default: 4
+  capacity_min_requests:
+    description: With O(mode=capacity), the requests a step sends at least.
+    type: int
+    default: 16
   rounds:
     description:
       - Measured rounds of the same workload (O(num_prompts) or O(num_requests) each, new prompts each time),
@@ -105,9 +136,14 @@ options:
   detect_pct:
     description:
       - The change, in percent, that the rounds must be able to tell from noise. A judged metric whose interval is
-        wider than that is "too noisy to judge" and fails the task, saying to run more rounds or requests.
+        wider than that is "too noisy to judge", saying to run more rounds or requests, in a warning, in
+        RV(too_noisy) and in the summary; with O(fail_when_too_noisy=true) the task fails too.
     type: float
     default: 10
+  fail_when_too_noisy:
+    description: Fail when a judged metric is too noisy to judge (see O(detect_pct)), instead of warning.
+    type: bool
+    default: false
   judged_metrics:
     description:
       - The headline metrics whose verdict decides pass or fail; the others get a verdict shown only.
@@ -389,6 +425,32 @@ verdicts:
     - Empty without a baseline with rounds.
   returned: when requests were sent
   type: dict
+capacity:
+  description: With O(mode=capacity), the goodput (requests/s meeting the SLO) at the highest load carried; 0 when the
+    SLO was missed at 1 request in flight.
+  returned: mode=capacity
+  type: float
+capacity_load:
+  description: With O(mode=capacity), that load, in requests in flight.
+  returned: mode=capacity
+  type: int
+steps:
+  description:
+    - With O(mode=capacity), every load measured, in order, C(load), C(requests), C(request_goodput),
+      C(slo_attainment), C(slo_misses), C(request_throughput), C(failed), C(p50_ttft_ms), C(p99_ttft_ms),
+      C(p50_tpot_ms), C(p99_tpot_ms); the curve of throughput and latency against load.
+  returned: mode=capacity
+  type: list
+  elements: dict
+stopped:
+  description: With O(mode=capacity), why the search stopped.
+  returned: mode=capacity
+  type: str
+too_noisy:
+  description: One message per judged metric too noisy to judge (see O(detect_pct)); empty when none.
+  returned: when requests were sent
+  type: list
+  elements: str
 verdict_brief:
   description: The verdicts on requests/s, tokens/s and median TTFT in one line, as the fleet table shows them; empty
     without verdicts.
@@ -409,6 +471,7 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.vllm_bench_capacity import SloError, find_capacity, goodput, normalized_slo, step_requests
 from ansible.module_utils.vllm_bench_checks import (
     HEADLINE_METRICS,
     baseline_comparison,
@@ -456,6 +519,7 @@ from ansible.module_utils.vllm_bench_rounds import (
     round_lines,
     round_values,
     summaries,
+    too_noisy,
     verdict_lines,
     verdict_problems,
     verdicts,
@@ -487,7 +551,12 @@ def argument_spec() -> dict[str, Any]:
         "model": {"type": "str"},
         "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VLLM_API_KEY"])},
         "endpoint": {"type": "str", "choices": ["completions", "chat"], "default": "completions"},
-        "mode": {"type": "str", "choices": ["throughput", "latency"], "default": "throughput"},
+        "mode": {"type": "str", "choices": ["throughput", "latency", "capacity"], "default": "throughput"},
+        "goodput": {"type": "dict", "default": {}},
+        "slo_attainment": {"type": "float", "default": 0.9},
+        "capacity_steps": {"type": "int", "default": 8},
+        "capacity_requests_per_load": {"type": "int", "default": 4},
+        "capacity_min_requests": {"type": "int", "default": 16},
         "num_prompts": {"type": "int", "default": 100},
         "max_concurrency": {"type": "int"},
         "request_rate": {"type": "str", "default": "inf"},
@@ -497,6 +566,7 @@ def argument_spec() -> dict[str, Any]:
         "confidence": {"type": "float", "default": 0.95},
         "detect_pct": {"type": "float", "default": 10},
         "judged_metrics": {"type": "list", "elements": "str"},
+        "fail_when_too_noisy": {"type": "bool", "default": False},
         "dataset": {"type": "str", "choices": ["random", "sonnet", "sharegpt"], "default": "random"},
         "dataset_path": {"type": "path"},
         "input_len": {"type": "int", "default": 128},
@@ -555,15 +625,37 @@ def parameter_errors(params: dict[str, Any]) -> list[str]:
         errors.append(f"confidence must be between 0 and 1 (e.g. 0.95), got {params['confidence']}")
     if not params["detect_pct"] > 0:
         errors.append(f"detect_pct must be a positive percentage, got {params['detect_pct']}")
-    headline = HEADLINE_METRICS[params["mode"]]
+    headline = HEADLINE_METRICS[metrics_mode(params)]
     for name in params["judged_metrics"] or []:
         if name not in headline:
             errors.append(
                 f"judged_metrics: {name!r} is not a headline metric of mode {params['mode']}: {', '.join(headline)}"
             )
-    valid_metrics = benchmark_metrics([], 0.0, params["mode"]).keys()
+    try:
+        limits = normalized_slo(params["goodput"] or {})
+    except SloError as exc:
+        errors.append(str(exc))
+        limits = {}
+    if params["mode"] == "capacity":
+        if not limits:
+            errors.append("mode=capacity needs goodput, the SLO limits in ms, e.g. {ttft_ms: 1000, tpot_ms: 100}")
+        if not 0 < params["slo_attainment"] <= 1:
+            errors.append(f"slo_attainment must be above 0 and at most 1 (e.g. 0.9), got {params['slo_attainment']}")
+        for name in ("capacity_steps", "capacity_requests_per_load", "capacity_min_requests"):
+            if params[name] < 1:
+                errors.append(f"{name} must be at least 1, got {params[name]}")
+        if params["baseline"]:
+            errors.append("mode=capacity compares with no baseline: tune with playbooks/tune.yml instead")
+    valid_metrics = list(benchmark_metrics([], 0.0, metrics_mode(params)).keys())
+    if limits:
+        valid_metrics += ["request_goodput", "slo_attainment"]
     errors.extend(threshold_errors(params["thresholds"] or {}, valid_metrics))
     return errors
+
+
+def metrics_mode(params: dict[str, Any]) -> str:
+    """The metrics a mode reports: a capacity run's steps are throughput runs."""
+    return "throughput" if params["mode"] == "capacity" else params["mode"]
 
 
 def run_plan(params: dict[str, Any]) -> dict[str, Any]:
@@ -593,7 +685,7 @@ def public_parameters(params: dict[str, Any]) -> dict[str, Any]:
 def judged(params: dict[str, Any]) -> list[str]:
     """The headline metrics whose verdicts decide pass or fail."""
     chosen = params["judged_metrics"]
-    return list(DEFAULT_JUDGED[params["mode"]] if chosen is None else chosen)
+    return list(DEFAULT_JUDGED[metrics_mode(params)] if chosen is None else chosen)
 
 
 def known_secrets(params: dict[str, Any]) -> list[str]:
@@ -696,6 +788,110 @@ def fail(module: AnsibleModule, secrets: list[str], msg: str, **result: Any) -> 
     module.fail_json(**redact({"msg": msg, **result}, secrets))
 
 
+def run_capacity(module, step, plan, target, client, model, server_version, deadline, secrets) -> NoReturn:
+    """Find the capacity within the SLO (mode=capacity) and exit the module with it and every step."""
+    params = module.params
+    limits = normalized_slo(params["goodput"])
+    path = endpoint_path(params["endpoint"])
+    seed = [params["seed"]]
+
+    def measure(load: int) -> dict[str, Any]:
+        count = step_requests(load, params["capacity_requests_per_load"], params["capacity_min_requests"])
+        step.doing = f"measuring {count} requests at {load} in flight at {plan['url']}"
+        seed[0] += 1
+        prompts, _ = build_prompts(
+            {**params, "seed": seed[0]}, client, model, count + params["warmup_requests"], deadline
+        )
+        payloads = [
+            request_bytes(
+                target,
+                path,
+                request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"],
+                                params["extra_body"]),
+            )
+            for p in prompts
+        ]  # fmt: skip
+        outcome = run_load(
+            target,
+            payloads[params["warmup_requests"] :],
+            payloads[: params["warmup_requests"]],
+            load,
+            float("inf"),
+            params["timeout"],
+            max(deadline - time.perf_counter(), 0.001),
+            seed[0],
+        )
+        measured = benchmark_metrics(outcome.results, outcome.duration_s, "throughput")
+        good = goodput(outcome.results, outcome.duration_s, limits)
+        return {
+            "requests": count,
+            "failed": measured["failed"],
+            "request_throughput": round(measured["request_throughput"], 4),
+            "request_goodput": round(good["request_goodput"], 4),
+            "slo_attainment": round(good["slo_attainment"], 4),
+            "slo_misses": good["slo_misses"],
+            "goodput": round(good["request_goodput"], 4),
+            "p50_ttft_ms": round(measured["median_ttft_ms"], 3),
+            "p99_ttft_ms": round(measured["p99_ttft_ms"], 3),
+            "p50_tpot_ms": round(measured["median_tpot_ms"], 3),
+            "p99_tpot_ms": round(measured["p99_tpot_ms"], 3),
+        }
+
+    try:
+        found = find_capacity(
+            measure,
+            params["slo_attainment"],
+            params["max_concurrency"] or 64,
+            params["capacity_steps"],
+            lambda: deadline - time.perf_counter(),
+        )
+    except (ValueError, TimeoutError, OSError) as exc:
+        fail(module, secrets, f"capacity run against {plan['url']}: {exc}", plan=plan, result_path=None, model=model)
+    slo_text = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+    lines = [
+        f"Capacity run: {params['input_len']} in / {params['output_len'] or 'dataset'} out tokens "
+        f"({params['dataset']}), SLO {slo_text} ms for {params['slo_attainment'] * 100:g}% of the requests",
+        *(
+            f"  {s['load']} in flight: goodput {s['request_goodput']:.2f} req/s, attainment "
+            f"{s['slo_attainment'] * 100:.0f}%, p99 TTFT {s['p99_ttft_ms']:.0f} ms, p99 TPOT {s['p99_tpot_ms']:.1f} ms"
+            for s in found["steps"]
+        ),
+        f"Capacity within the SLO: {found['capacity']:.2f} req/s at {found['capacity_load']} in flight "
+        f"({found['stopped']})",
+    ]
+    result = redact(
+        {
+            "capacity": round(found["capacity"], 4),
+            "capacity_load": found["capacity_load"],
+            "capacity_attainment": found["capacity_attainment"],
+            "steps": found["steps"],
+            "stopped": found["stopped"],
+            "summary_lines": lines,
+            "server_version": server_version,
+            "model": model,
+            "plan": plan,
+            "slo": limits,
+            "context": params["context"] or {},
+        },
+        secrets,
+    )
+    result["result_path"] = None
+    if params["result_path"]:
+        record = {
+            **result,
+            "module_version": MODULE_VERSION,
+            "parameters": public_parameters(params),
+            "host": socket.gethostname(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        try:
+            write_json_atomic(params["result_path"], redact(record, secrets))
+        except OSError as exc:
+            fail(module, secrets, f"cannot write result_path {params['result_path']!r}: {exc}", **result)
+        result["result_path"] = params["result_path"]
+    module.exit_json(changed=result["result_path"] is not None, msg=lines[-1], **result)
+
+
 def read_baselines(params: dict[str, Any], errors: list[str]) -> tuple[dict | None, dict | None]:
     """(single-value baseline metrics, baseline with rounds): whichever the run compares with, or errors."""
     if not params["baseline"] or errors:
@@ -787,6 +983,8 @@ def run(module: AnsibleModule, step: Step) -> None:
                 plan=plan,
                 result_path=None,
             )
+        if params["mode"] == "capacity":
+            run_capacity(module, step, plan, target, client, model, server_version, deadline, secrets)
         workload = workload_of(plan, model, params["ignore_eos"])
         if rounds_baseline is not None:
             not_comparable = comparability_errors(rounds_baseline, workload, params["baseline"])
@@ -835,6 +1033,10 @@ def run(module: AnsibleModule, step: Step) -> None:
         round_metrics.append(round_values(measured, params["mode"]))
 
     metrics = benchmark_metrics(results, duration, params["mode"])
+    if params["goodput"]:
+        slo = goodput(results, duration, normalized_slo(params["goodput"]))
+        metrics.update(request_goodput=slo["request_goodput"], slo_attainment=slo["slo_attainment"])
+        metrics["slo_misses"] = slo["slo_misses"]
     failures, samples = failure_summary(results)
     threshold_failures = unmet_thresholds(params["thresholds"] or {}, metrics)
     comparison = (
@@ -896,6 +1098,12 @@ def run(module: AnsibleModule, step: Step) -> None:
             f"{params['baseline']}: " + "; ".join(regressions)
         )
     problems += verdict_problems(round_verdicts, judged(params), params["max_regression_pct"])
+    noisy = too_noisy(round_verdicts, judged(params))
+    result["too_noisy"] = noisy
+    if noisy and params["fail_when_too_noisy"]:
+        problems.append("too noisy to judge: " + "; ".join(noisy))
+    elif noisy:
+        module.warn("Not judged, too noisy: " + "; ".join(noisy))
     result = redact(result, secrets)
     problems = redact(problems, secrets)
     result["result_path"] = None

@@ -55,12 +55,17 @@ def parse_condition(condition: Any) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
+def canonical_metric(name: str) -> str:
+    """A metric name as RV(metrics) keys it; vllm bench serve's e2el spelling (p99_e2el_ms) is accepted too."""
+    return name.replace("_e2el_ms", "_e2e_ms") if isinstance(name, str) else name
+
+
 def threshold_errors(thresholds: Mapping[str, Any], valid_metrics: Iterable[str]) -> list[str]:
     """Return one message per unknown metric name or malformed condition in thresholds (empty when all valid)."""
     valid = sorted(set(valid_metrics))
     errors = []
     for metric, condition in thresholds.items():
-        if metric not in valid:
+        if canonical_metric(metric) not in valid:
             errors.append(f"thresholds: unknown metric {metric!r}; valid metrics: {', '.join(valid)}")
             continue
         try:
@@ -75,7 +80,7 @@ def unmet_thresholds(thresholds: Mapping[str, Any], metrics: Mapping[str, float]
     unmet = []
     for metric, condition in thresholds.items():
         op, number = parse_condition(condition)
-        measured = metrics.get(metric)
+        measured = metrics.get(canonical_metric(metric))
         if measured is None or not OPERATORS[op](float(measured), number):
             shown = "missing" if measured is None else f"{float(measured):.2f}"
             unmet.append(f"{metric}: measured {shown}, required {op}{number:g}")

@@ -54,6 +54,11 @@ def summary_lines(metrics: Mapping[str, float], failures: Mapping[str, int], mod
                 f"{label} (ms): mean {metrics[f'mean_{key}_ms']:.2f}, median {metrics[f'median_{key}_ms']:.2f}, "
                 f"p90 {metrics[f'p90_{key}_ms']:.2f}, p99 {metrics[f'p99_{key}_ms']:.2f}"
             )
+    if metrics.get("completed") and metrics.get("median_itl_ms") == 0:
+        lines.append(
+            "ITL median 0: most tokens arrived several to a read (the server wrote them together), and the gaps "
+            "between tokens of one read count 0, as vllm bench serve counts them"
+        )
     if failures:
         lines.append("Failures: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(failures.items())))
     return lines

@@ -133,17 +133,21 @@ def verdicts(
 def verdict_problems(
     judged_verdicts: Mapping[str, Mapping[str, Any]], judged: Iterable[str], allowed: float | None
 ) -> list[str]:
-    """One message per judged metric that fails the allowed regression or is too noisy to judge."""
-    problems = []
-    for name in judged:
-        row = judged_verdicts.get(name)
-        if row is None:
-            continue
-        if row.get("fails"):
-            problems.append(f"{name} {row['text']}, beyond the allowed {allowed:g}% regression")
-        elif row.get("verdict") == "too noisy":
-            problems.append(f"{name}: {row['text']}")
-    return problems
+    """One message per judged metric that fails the allowed regression."""
+    return [
+        f"{name} {judged_verdicts[name]['text']}, beyond the allowed {allowed:g}% regression"
+        for name in judged
+        if judged_verdicts.get(name, {}).get("fails")
+    ]
+
+
+def too_noisy(judged_verdicts: Mapping[str, Mapping[str, Any]], judged: Iterable[str]) -> list[str]:
+    """One message per judged metric whose rounds are too noisy to tell a detect_pct change from noise."""
+    return [
+        f"{name}: {judged_verdicts[name]['text']}"
+        for name in judged
+        if judged_verdicts.get(name, {}).get("verdict") == "too noisy"
+    ]
 
 
 def number(value: float) -> str:

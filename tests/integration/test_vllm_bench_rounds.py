@@ -137,3 +137,59 @@ def test_a_baseline_of_another_workload_is_not_compared(tmp_path):
     assert rc == 1 and completions == 0
     assert "not comparable" in result["msg"] and "input_len 128 in the baseline, 5 now" in result["msg"]
     assert "verdicts" not in result
+
+
+def test_capacity_ramps_to_the_highest_load_that_meets_the_slo(tmp_path):
+    with fake_server(tokens=6) as server:
+        rc, result = run_module(
+            tmp_path,
+            url=server.url,
+            mode="capacity",
+            goodput={"ttft_ms": 60000, "e2el_ms": 60000},
+            max_concurrency=8,
+            capacity_steps=6,
+            capacity_min_requests=4,
+            capacity_requests_per_load=2,
+            input_len=5,
+            output_len=6,
+        )
+    assert rc == 0, result
+    assert [s["load"] for s in result["steps"]] == [1, 2, 4, 8]
+    assert result["capacity_load"] == 8 and result["capacity"] > 0
+    assert all(s["slo_attainment"] == 1.0 for s in result["steps"])
+    assert "highest load tried" in result["stopped"]
+    assert result["summary_lines"][-1].startswith("Capacity within the SLO: ")
+
+
+def test_capacity_is_zero_when_even_one_request_misses_the_slo(tmp_path):
+    with fake_server(tokens=6) as server:
+        rc, result = run_module(
+            tmp_path, url=server.url, mode="capacity", goodput={"ttft_ms": 0.0001}, max_concurrency=8,
+            capacity_min_requests=4, input_len=5, output_len=6,
+        )  # fmt: skip
+    assert rc == 0, result
+    assert result["capacity"] == 0.0 and result["capacity_load"] == 0
+    assert [s["load"] for s in result["steps"]] == [1] and result["steps"][0]["slo_misses"]["ttft_ms"] == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"mode": "capacity"}, "mode=capacity needs goodput"),
+        ({"mode": "capacity", "goodput": {"ttfb_ms": 1}}, "unknown SLO metric 'ttfb_ms'"),
+        ({"mode": "capacity", "goodput": {"ttft_ms": 1}, "slo_attainment": 0}, "slo_attainment must be above 0"),
+        ({"goodput": {"tpot_ms": -1}}, "goodput.tpot_ms=-1 must be a positive number"),
+    ],
+)
+def test_bad_capacity_settings_are_refused_before_any_load(tmp_path, extra, says):
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, **extra)
+        sent = server.requests
+    assert rc == 1 and says in result["msg"] and sent == 0
+
+
+def test_goodput_in_a_throughput_run_feeds_thresholds(tmp_path):
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, goodput={"ttft_ms": 60000}, thresholds={"slo_attainment": ">=1"})
+    assert rc == 0, result
+    assert result["metrics"]["slo_attainment"] == 1.0 and result["metrics"]["request_goodput"] > 0

@@ -99,3 +99,12 @@ def test_baseline_metrics_errors(tmp_path, content, match):
         return
     with pytest.raises(ValueError, match=match):
         baseline_metrics(str(path))
+
+
+def test_thresholds_take_vllms_e2el_names_too():
+    from ansible.module_utils.vllm_bench_checks import threshold_errors, unmet_thresholds
+
+    assert threshold_errors({"p99_e2el_ms": "<=100"}, ["p99_e2e_ms"]) == []
+    assert unmet_thresholds({"p99_e2el_ms": "<=100"}, {"p99_e2e_ms": 150.0}) == [
+        "p99_e2el_ms: measured 150.00, required <=100"
+    ]

@@ -59,3 +59,16 @@ def test_write_json_atomic_keeps_old_file_on_failure(tmp_path):
         write_json_atomic(str(path), {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["result.json"]
+
+
+def test_an_itl_median_of_zero_is_explained():
+    data = metrics()
+    data["median_itl_ms"] = 0.0
+    lines = summary_lines(data, {})
+    assert any(line.startswith("ITL median 0: most tokens arrived several to a read") for line in lines)
+    assert not any(line.startswith("ITL median 0") for line in summary_lines(metrics(), {}))
+
+
+def test_a_latency_run_shows_std_min_and_max():
+    line = next(x for x in summary_lines(metrics(), {}, "latency") if x.startswith("TTFT (ms)"))
+    assert "std " in line and "min " in line and "max " in line and "; p90 " in line
