@@ -35,7 +35,7 @@ DEMO_DIR := .cache/demo
 # (library/, module_utils/) must need no newer one; make lint checks it with vermin.
 HOST_PYTHON_MIN := $(shell sed -n 's/^__vllm_preflight_min_python: *"\([0-9.]*\)".*/\1/p' roles/vllm_preflight/vars/main.yml)
 
-.PHONY: help venv deps model image lint unit molecule test wheelhouse demo demo-verify bench demo-stop clean distclean
+.PHONY: help venv deps model image lint unit molecule test wheelhouse demo demo-verify bench bench-report demo-stop clean distclean
 
 # The inventory make wheelhouse fills the wheelhouse for.
 INVENTORY ?= inventory/example.yml
@@ -213,6 +213,9 @@ bench: venv ## Our benchmark client against vllm bench serve on the demo host (r
 	  --tokenizer $(MODEL_DIR) --vllm-python $(DEMO_VENV_PYTHON) --api-key "$$(cat $(DEMO_DIR)/api-key)" \
 	  --num-prompts 200 --input-len 64 --output-len 128 --max-concurrency 32 --request-rate inf --rounds 3 \
 	  --json-out $(DEMO_DIR)/bench.json
+
+bench-report: venv ## How long the fleet report of 50 hosts x 20 runs takes to build (a generated fleet; prints the times)
+	$(BIN)/python scripts/bench_fleet_report.py --hosts 50 --runs 20 --repeat 5
 
 demo-stop: ## Stop the demo host and remove it
 	$(NSPAWN_HOST) stop $(DEMO_NAME)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -55,6 +56,12 @@ def _installing(task: Any) -> str:
     return _first_line(what, 120)
 
 
+# A task that takes this long gets a line with its time, and a place in the recap's list of the slowest
+# (VLLM_FLEET_SLOW_TASK_SECONDS sets another threshold).
+SLOW_TASK_SECONDS = 10
+SLOWEST_SHOWN = 8
+
+
 class CallbackModule(DefaultCallbackModule):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "stdout"
@@ -65,6 +72,8 @@ class CallbackModule(DefaultCallbackModule):
         # host -> (the task it runs, when it started there: time.monotonic()). A host runs one task at a time;
         # the polls of an async task come with ansible's internal async_status task, so the task is read here.
         self._vllm_running: dict[str, tuple[Any, float]] = {}
+        # (seconds, host, task) of every task that took SLOW_TASK_SECONDS or more, for the recap.
+        self._vllm_slow: list[tuple[int, str, str]] = []
 
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         self._vllm_running[host.get_name()] = (task, time.monotonic())
@@ -118,3 +127,31 @@ class CallbackModule(DefaultCallbackModule):
             color=C.COLOR_DEBUG,
         )
         super().v2_runner_on_async_failed(result)
+
+    def _vllm_note_time(self, result: Any) -> None:
+        """A line for a task that took long, and a place in the recap's list of the slowest."""
+        task, elapsed = self._vllm_task(result)
+        try:
+            threshold = float(os.environ.get("VLLM_FLEET_SLOW_TASK_SECONDS", SLOW_TASK_SECONDS))
+        except ValueError:
+            threshold = SLOW_TASK_SECONDS
+        if elapsed < threshold:
+            return
+        name = self._vllm_task_name(result, task)
+        self._vllm_slow.append((elapsed, self.host_label(result), name))
+        self._display.display(f"  took {elapsed} s: [{self.host_label(result)}] {name}", color=C.COLOR_DEBUG)
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        super().v2_runner_on_ok(result)
+        self._vllm_note_time(result)
+
+    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
+        super().v2_runner_on_failed(result, ignore_errors)
+        self._vllm_note_time(result)
+
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        super().v2_playbook_on_stats(stats)
+        if self._vllm_slow:
+            self._display.display("Slowest tasks:", color=C.COLOR_DEBUG)
+            for elapsed, host, name in sorted(self._vllm_slow, reverse=True)[:SLOWEST_SHOWN]:
+                self._display.display(f"  {elapsed:>5} s  [{host}] {name}", color=C.COLOR_DEBUG)

@@ -203,7 +203,12 @@ def test_unit_state_from_systemctl(ready_server, tmp_path):
         "exec_main_status": 0,
         "active_enter_timestamp_monotonic": 123456789,
         "exec_start_argv": [
-            "/opt/v/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--port", "18000", "--enforce-eager"
+            "/opt/v/bin/python",
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--port",
+            "18000",
+            "--enforce-eager",
         ],
     }
     assert result["journal"] == [

@@ -136,3 +136,15 @@ def load_callback():
 )
 def test_what_an_install_installs_comes_from_its_literal_arguments(action, args, shown):
     assert load_callback()._installing(SimpleNamespace(action=action, args=args)) == shown
+
+
+def test_a_slow_task_gets_its_time_and_the_recap_lists_the_slowest(tmp_path):
+    tasks = [
+        {"name": "Take four seconds", "ansible.builtin.command": "sleep 4", "changed_when": False},
+        {"name": "Take no time", "ansible.builtin.command": "true", "changed_when": False},
+    ]
+    done = run_local(tmp_path, tasks, VLLM_FLEET_SLOW_TASK_SECONDS="3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^  took [45] s: \[localhost\] Take four seconds$", done.stdout, re.M), done.stdout
+    assert "Take no time" not in done.stdout.split("Slowest tasks:")[1]
+    assert re.search(r"^ +[45] s  \[localhost\] Take four seconds$", done.stdout.split("Slowest tasks:")[1], re.M)

@@ -225,11 +225,14 @@ def test_node_not_in_group_and_short_of_gpus():
 # What `ray status -v` showed on the multinode scenario's head after `systemctl restart ray-worker.service`
 # (Ray 2.56.1): the worker's old node stays listed, Active and with an empty Usage, beside its new one.
 OLD_ID = "5c1ee4900e27816a76a45fc643577725055206509c121ed99e87f6ce"
-RAY_STATUS_AFTER_WORKER_RESTART = RAY_STATUS + f"""
+RAY_STATUS_AFTER_WORKER_RESTART = (
+    RAY_STATUS
+    + f"""
 Node: {OLD_ID} (node_{OLD_ID})
  Usage:
 
 """
+)
 
 
 def test_a_departed_node_listed_without_resources_is_ignored():
