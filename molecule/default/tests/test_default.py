@@ -158,3 +158,33 @@ def test_a_spawned_process_of_the_venv_holds_amx_permission_on_amx_cpus(host, ho
     )
     host.check_output("printf '%%s' %s > /tmp/vllm_fleet_amx_check.py", script)
     assert host.check_output(f"{venv}/bin/python /tmp/vllm_fleet_amx_check.py") == "granted"
+
+
+# The fleet report of this scenario's real runs, opened in headless Chromium the way a person
+# opens it (tests/integration/test_fleet_report_browser.py): every chart drawn, no errors, no
+# request leaves the page. Once per scenario, not per host; default and fleet only (one host
+# and three), which keeps the other scenarios' time for what they prove.
+REPORT_SCENARIOS = ("default", "fleet")
+
+
+def test_the_fleet_report_of_these_runs_loads_in_a_browser():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "")
+    if scenario not in REPORT_SCENARIOS:
+        pytest.skip(f"the report's browser check runs in the {' and '.join(REPORT_SCENARIOS)} scenarios")
+    report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "results" / "report.html"
+    assert report.is_file(), f"converge wrote no fleet report at {report}"
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(os.environ, VLLM_FLEET_REPORT=str(report))
+    test = "tests/integration/test_fleet_report_browser.py"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", test, "-k", "real_runs"]
+    done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"the browser check of {report} failed:\n{out[-4000:]}"
+    # A skip (no Chromium) is not a pass: make deps installs it.
+    assert re.search(r"\b1 passed\b", out) and "skipped" not in out, f"the browser check did not run:\n{out[-2000:]}"
