@@ -35,7 +35,7 @@ DEMO_DIR := .cache/demo
 # (library/, module_utils/) must need no newer one; make lint checks it with vermin.
 HOST_PYTHON_MIN := $(shell sed -n 's/^__vllm_preflight_min_python: *"\([0-9.]*\)".*/\1/p' roles/vllm_preflight/vars/main.yml)
 
-.PHONY: help venv deps model image lint unit molecule test wheelhouse demo demo-verify bench bench-report demo-stop clean distclean
+.PHONY: help venv deps model image lint unit molecule test wheelhouse demo demo-verify bench bench-report bench-tune demo-stop clean distclean
 
 # The inventory make wheelhouse fills the wheelhouse for.
 INVENTORY ?= inventory/example.yml
@@ -99,9 +99,9 @@ unit: venv ## pytest tests/ (no tests collected is not a failure)
 
 # Scenarios make test runs, in order, each with its budget in seconds: a scenario
 # that takes longer passes but is reported, so a new one knows what it may spend.
-# CI stops the whole run at 90 minutes; these add up to the 40-minute target.
-SCENARIOS ?= default gpu-standin fleet multinode
-SCENARIO_BUDGETS := default=540 gpu-standin=540 fleet=720 multinode=720
+# CI stops the whole run at 90 minutes; these add up to 54 minutes (issue 13 aims at 40 in all).
+SCENARIOS ?= default gpu-standin fleet multinode tune
+SCENARIO_BUDGETS := default=540 gpu-standin=540 fleet=720 multinode=720 tune=720
 TIMES := .cache/test-times.tsv
 
 molecule: deps venv ## molecule test for each of $(SCENARIOS) (real systemd hosts, real vLLM)
@@ -216,6 +216,10 @@ bench: venv ## Our benchmark client against vllm bench serve on the demo host (r
 
 bench-report: venv ## How long the fleet report of 50 hosts x 20 runs takes to build (a generated fleet; prints the times)
 	$(BIN)/python scripts/bench_fleet_report.py --hosts 50 --runs 20 --repeat 5
+
+bench-tune: venv ## Our tuning search against the whole grid on the demo host (run make demo first; about 20 minutes)
+	@test -s $(DEMO_DIR)/inventory.yml || { echo "==> bench-tune: no demo host ($(DEMO_DIR)/inventory.yml); run make demo first"; exit 1; }
+	$(BIN)/python scripts/bench_tune.py --inventory $(DEMO_DIR)/inventory.yml --host $(DEMO_NAME) --json-out $(DEMO_DIR)/bench-tune.json
 
 demo-stop: ## Stop the demo host and remove it
 	$(NSPAWN_HOST) stop $(DEMO_NAME)

