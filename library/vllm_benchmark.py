@@ -788,6 +788,23 @@ def fail(module: AnsibleModule, secrets: list[str], msg: str, **result: Any) -> 
     module.fail_json(**redact({"msg": msg, **result}, secrets))
 
 
+def request_bodies(params: dict[str, Any], model: str, prompts: list) -> list[dict[str, Any]]:
+    """The JSON body of each request, one per prompt."""
+    return [
+        request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"])
+        for p in prompts
+    ]
+
+
+def settle(results: list, bodies: list[dict[str, Any]], prompts: list) -> None:
+    """Check a run's results against what was asked, in place: a success that reports more output tokens than its
+    request allowed is a failure (bad_usage); one without the server's prompt count takes the prompt's own."""
+    reject_impossible_counts(results, [token_limit(body) for body in bodies])
+    for prompt, result in zip(prompts, results, strict=True):
+        if result.ok and result.prompt_tokens is None:
+            result.prompt_tokens = prompt.prompt_len
+
+
 def run_capacity(module, step, plan, target, client, model, server_version, deadline, secrets) -> NoReturn:
     """Find the capacity within the SLO (mode=capacity) and exit the module with it and every step."""
     params = module.params
@@ -802,15 +819,8 @@ def run_capacity(module, step, plan, target, client, model, server_version, dead
         prompts, _ = build_prompts(
             {**params, "seed": seed[0]}, client, model, count + params["warmup_requests"], deadline
         )
-        payloads = [
-            request_bytes(
-                target,
-                path,
-                request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"],
-                                params["extra_body"]),
-            )
-            for p in prompts
-        ]  # fmt: skip
+        bodies = request_bodies(params, model, prompts)
+        payloads = [request_bytes(target, path, body) for body in bodies]
         outcome = run_load(
             target,
             payloads[params["warmup_requests"] :],
@@ -821,6 +831,8 @@ def run_capacity(module, step, plan, target, client, model, server_version, dead
             max(deadline - time.perf_counter(), 0.001),
             seed[0],
         )
+        warm = params["warmup_requests"]
+        settle(outcome.results, bodies[warm : warm + len(outcome.results)], prompts[warm : warm + len(outcome.results)])
         measured = benchmark_metrics(outcome.results, outcome.duration_s, "throughput")
         good = goodput(outcome.results, outcome.duration_s, limits)
         return {
@@ -830,7 +842,6 @@ def run_capacity(module, step, plan, target, client, model, server_version, dead
             "request_goodput": round(good["request_goodput"], 4),
             "slo_attainment": round(good["slo_attainment"], 4),
             "slo_misses": good["slo_misses"],
-            "goodput": round(good["request_goodput"], 4),
             "p50_ttft_ms": round(measured["median_ttft_ms"], 3),
             "p99_ttft_ms": round(measured["p99_ttft_ms"], 3),
             "p50_tpot_ms": round(measured["median_tpot_ms"], 3),
@@ -1010,10 +1021,7 @@ def run(module: AnsibleModule, step: Step) -> None:
         )
 
     path = endpoint_path(params["endpoint"])
-    bodies = [
-        request_payload(params["endpoint"], model, p, params["ignore_eos"], params["temperature"], params["extra_body"])
-        for p in prompts
-    ]
+    bodies = request_bodies(params, model, prompts)
     payloads = [request_bytes(target, path, body) for body in bodies]
     results, outcomes, duration, client_cpu, warmup_failed = measure_rounds(
         params, plan, target, payloads, deadline, step
@@ -1025,10 +1033,7 @@ def run(module: AnsibleModule, step: Step) -> None:
     for index, outcome in enumerate(outcomes):
         first = index * per_round + params["warmup_requests"]
         last = first + len(outcome.results)
-        reject_impossible_counts(outcome.results, [token_limit(body) for body in bodies[first:last]])
-        for prompt, result in zip(prompts[first:last], outcome.results, strict=True):
-            if result.ok and result.prompt_tokens is None:
-                result.prompt_tokens = prompt.prompt_len
+        settle(outcome.results, bodies[first:last], prompts[first:last])
         measured = benchmark_metrics(outcome.results, outcome.duration_s, params["mode"])
         round_metrics.append(round_values(measured, params["mode"]))
 

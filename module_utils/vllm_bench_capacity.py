@@ -109,13 +109,18 @@ def find_capacity(
         steps.append(step)
         return step["slo_attainment"] >= target
 
+    def out_of_budget(phase: str) -> str:
+        """Why no further step may run, or "" while steps and time are left."""
+        if len(steps) >= max_steps:
+            return f"the step limit ({max_steps}) was reached while {phase}"
+        if time_left() <= 0:
+            return f"total_timeout reached while {phase}"
+        return ""
+
     load, why = 1, ""
     while True:
-        if len(steps) >= max_steps:
-            why = f"the step limit ({max_steps}) was reached while ramping"
-            break
-        if time_left() <= 0:
-            why = "total_timeout reached while ramping"
+        why = out_of_budget("ramping")
+        if why:
             break
         if run(load):
             good = steps[-1]
@@ -132,11 +137,9 @@ def find_capacity(
         low, high = good["load"], bad_load
         why = "bisected to within one request in flight"
         while high - low > 1:
-            if len(steps) >= max_steps:
-                why = f"the step limit ({max_steps}) was reached while bisecting"
-                break
-            if time_left() <= 0:
-                why = "total_timeout reached while bisecting"
+            stop = out_of_budget("bisecting")
+            if stop:
+                why = stop
                 break
             middle = (low + high) // 2
             if run(middle):

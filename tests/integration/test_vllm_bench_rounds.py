@@ -139,20 +139,35 @@ def test_a_baseline_of_another_workload_is_not_compared(tmp_path):
     assert "verdicts" not in result
 
 
-def test_capacity_ramps_to_the_highest_load_that_meets_the_slo(tmp_path):
+def capacity_run(tmp_path, **overrides):
+    """A capacity run against a fake server of 6 output tokens a request, with an SLO every request meets."""
+    options = {
+        "mode": "capacity",
+        "goodput": {"ttft_ms": 60000, "e2el_ms": 60000},
+        "max_concurrency": 8,
+        "capacity_steps": 6,
+        "capacity_min_requests": 4,
+        "capacity_requests_per_load": 2,
+        "input_len": 5,
+        "output_len": 6,
+        **overrides,
+    }
     with fake_server(tokens=6) as server:
-        rc, result = run_module(
-            tmp_path,
-            url=server.url,
-            mode="capacity",
-            goodput={"ttft_ms": 60000, "e2el_ms": 60000},
-            max_concurrency=8,
-            capacity_steps=6,
-            capacity_min_requests=4,
-            capacity_requests_per_load=2,
-            input_len=5,
-            output_len=6,
-        )
+        return run_module(tmp_path, url=server.url, **options)
+
+
+def test_a_capacity_step_counts_impossible_usage_as_failures(tmp_path):
+    # The server reports 6 output tokens for requests that allowed 2: no request may count as within the SLO.
+    rc, result = capacity_run(tmp_path, max_concurrency=4, capacity_steps=3, capacity_requests_per_load=1, output_len=2)
+    assert rc == 0, result
+    first = result["steps"][0]
+    assert first["failed"] == first["requests"] == 4
+    assert first["slo_attainment"] == 0.0
+    assert result["capacity"] == 0.0 and result["capacity_load"] == 0
+
+
+def test_capacity_ramps_to_the_highest_load_that_meets_the_slo(tmp_path):
+    rc, result = capacity_run(tmp_path)
     assert rc == 0, result
     assert [s["load"] for s in result["steps"]] == [1, 2, 4, 8]
     assert result["capacity_load"] == 8 and result["capacity"] > 0
