@@ -74,6 +74,10 @@ class CallbackModule(DefaultCallbackModule):
         self._vllm_running: dict[str, tuple[Any, float]] = {}
         # (seconds, host, task) of every task that took SLOW_TASK_SECONDS or more, for the recap.
         self._vllm_slow: list[tuple[int, str, str]] = []
+        try:
+            self._vllm_slow_threshold = float(os.environ.get("VLLM_FLEET_SLOW_TASK_SECONDS", SLOW_TASK_SECONDS))
+        except ValueError:
+            self._vllm_slow_threshold = float(SLOW_TASK_SECONDS)
 
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         self._vllm_running[host.get_name()] = (task, time.monotonic())
@@ -131,11 +135,7 @@ class CallbackModule(DefaultCallbackModule):
     def _vllm_note_time(self, result: Any) -> None:
         """A line for a task that took long, and a place in the recap's list of the slowest."""
         task, elapsed = self._vllm_task(result)
-        try:
-            threshold = float(os.environ.get("VLLM_FLEET_SLOW_TASK_SECONDS", SLOW_TASK_SECONDS))
-        except ValueError:
-            threshold = SLOW_TASK_SECONDS
-        if elapsed < threshold:
+        if elapsed < self._vllm_slow_threshold:
             return
         name = self._vllm_task_name(result, task)
         self._vllm_slow.append((elapsed, self.host_label(result), name))
