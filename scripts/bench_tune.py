@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,17 +66,17 @@ def run_tune(args: argparse.Namespace, strategy: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The whole run's deadline, kept by a timer: a playbook that hangs silently writes no line to check it on.
+        killer = threading.Timer(args.timeout + 600, proc.kill)
+        killer.start()
         try:
-            deadline = started + args.timeout + 600
             for line in proc.stdout:
                 handle.write(line)
                 if "trial " in line and "/" in line and ("capacity" in line or "FAILED" in line):
                     print(f"    {line.strip()}", flush=True)
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    break
             rc = proc.wait(timeout=60)
         finally:
+            killer.cancel()
             if proc.poll() is None:
                 proc.kill()
     wall = time.monotonic() - started
