@@ -95,6 +95,35 @@ options:
       - Fail when nothing answers at O(url). Leave V(false) for readiness probes.
     type: bool
     default: false
+  expect:
+    description:
+      - The configuration the server should report; RV(mismatches) lists every field it does not, each naming
+        what the server reports, what was expected and the inventory variable. A field left out (or null) is not
+        checked. The module does not fail on a mismatch; the caller decides (role C(vllm_verify) fails the host).
+      - O(expect.tensor_parallel_size) and O(expect.pipeline_parallel_size) are read from the engine's start-up
+        line in the journal of O(unit)'s running invocation (no endpoint of vLLM reports them; C(journalctl
+        --grep), else the journal's last 5000 lines), so they need O(unit); when no such line is found, the field
+        is not checked and a warning says so.
+    type: dict
+    suboptions:
+      version:
+        description: vLLM version, compared with C(/version).
+        type: str
+      served_model_name:
+        description: A name C(/v1/models) must list.
+        type: str
+      gpu_memory_utilization:
+        description: Compared with the C(gpu_memory_utilization) label of C(vllm:cache_config_info).
+        type: float
+      kv_cache_memory_bytes:
+        description: Compared with the C(kv_cache_memory_bytes) label of C(vllm:cache_config_info) (the CPU build).
+        type: int
+      tensor_parallel_size:
+        description: Compared with the running engine's start-up line.
+        type: int
+      pipeline_parallel_size:
+        description: Compared with the running engine's start-up line.
+        type: int
 notes:
   - Uses only the Python standard library on the host (the project's HTTP client, module_utils/vllm_http.py, the
     same parser as vllm_benchmark's).
@@ -132,10 +161,23 @@ EXAMPLES = r"""
   failed_when: _vllm_server.completion.error is not none
   no_log: true
 
-- name: The running server uses the KV cache budget the role set
+- name: Compare what the server reports with what the roles set
+  vllm_server_info:
+    url: http://127.0.0.1:8000
+    api_key: "{{ vllm_api_key }}"
+    unit: vllm.service
+    expect:
+      version: 0.32.0
+      served_model_name: tiny
+      gpu_memory_utilization: 0.9
+      tensor_parallel_size: 1
+      pipeline_parallel_size: 2
+  register: _vllm_server
+
+- name: Fail on any field the server does not report as set
   ansible.builtin.assert:
-    that:
-      - _vllm_server.cache_config.gpu_memory_utilization == vllm_service_gpu_memory_utilization | string
+    that: _vllm_server.mismatches | length == 0
+    fail_msg: "{{ _vllm_server.mismatches | join('; ') }}"
 """
 
 RETURN = r"""
@@ -274,6 +316,21 @@ completion:
         - Null when the completion answered 200 with exactly one completion token; else why not (the status and the
           start of the body, secrets taken out, or what was wrong with the answer).
       type: str
+layout:
+  description:
+    - C(tensor_parallel_size) and C(pipeline_parallel_size) from the running engine's start-up line in the journal;
+      null when O(expect) asks for neither, or when the line is not among the lines read.
+  returned: always
+  type: dict
+  sample: {"tensor_parallel_size": 1, "pipeline_parallel_size": 2}
+mismatches:
+  description:
+    - One line per field of O(expect) the server does not report as set, or the one line that it is not ready;
+      empty without O(expect).
+  returned: always
+  type: list
+  elements: str
+  sample: ["kv_cache_memory_bytes: the server reports 1073741824, expected 2147483648 (vllm_cpu_kvcache_space_gb)"]
 error:
   description:
     - Why the server is not reachable or not ready, or what was wrong with its answers (each problem naming the
@@ -287,6 +344,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vllm_bench_http import split_url
+from ansible.module_utils.vllm_expect import ENGINE_LINE, engine_layout, mismatches, needs_journal
 from ansible.module_utils.vllm_http import (
     HttpClient,
     HttpError,
@@ -304,6 +362,7 @@ from ansible.module_utils.vllm_process import run_text
 
 JOURNAL_READ_LINES = 5000
 SINCE_RE = re.compile(r"\A(?:@\d{1,12}(?:\.\d{1,9})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?)\Z")
+INVOCATION_RE = re.compile(r"\A[0-9a-f]{32}\Z")
 UNIT_RE = re.compile(r"\A[A-Za-z0-9:_.@\-]{1,200}\.(?:service|socket|target|timer)\Z")
 
 UNIT_PROPERTIES = (
@@ -463,6 +522,21 @@ def journal_text(module: AnsibleModule, unit: str, since: str | None, timeout: f
     return out.splitlines()
 
 
+def engine_start_lines(module: AnsibleModule, unit: str, timeout: float) -> list[str]:
+    """The engine's start-up lines of the unit's running invocation (journalctl --grep), however long it has run;
+    the last JOURNAL_READ_LINES lines when the invocation is unknown or journalctl cannot grep."""
+    systemctl, journalctl = module.get_bin_path("systemctl"), module.get_bin_path("journalctl")
+    if systemctl and journalctl:
+        rc, out, _ = run_text([systemctl, "show", unit, "--property=InvocationID", "--value"], timeout)
+        invocation = out.strip()
+        if rc == 0 and INVOCATION_RE.match(invocation):
+            argv = [journalctl, f"_SYSTEMD_INVOCATION_ID={invocation}", "--no-pager", "-o", "cat"]
+            rc, out, _ = run_text([*argv, "--grep", ENGINE_LINE], timeout)
+            if rc == 0 and out.strip():
+                return out.splitlines()
+    return journal_text(module, unit, None, timeout)
+
+
 def journal_report(lines: list[str], max_lines: int, secrets: list[str]) -> tuple[list[str], dict | None]:
     """(bounded evidence, failure) from journal lines, secrets taken out of both."""
     failure = failure_reason(lines)
@@ -508,6 +582,11 @@ def checked_params(module: AnsibleModule) -> dict:
         module.fail_json(
             msg=f"journal_since={params['journal_since']!r} must be @EPOCH_SECONDS (e.g. @1764770000) or a date "
             "YYYY-MM-DD[ HH:MM[:SS]]"
+        )
+    if needs_journal(params["expect"]) and not params["unit"]:
+        module.fail_json(
+            msg="expect.tensor_parallel_size and expect.pipeline_parallel_size need unit (the systemd unit whose "
+            "journal holds the engine's start-up line), e.g. unit: vllm.service"
         )
     if not params["journal_timeout"] > 0:
         module.fail_json(msg=f"journal_timeout={params['journal_timeout']} must be a number of seconds above 0")
@@ -600,6 +679,14 @@ def run(module: AnsibleModule, step: Step) -> None:
         lines = journal_text(module, params["unit"], params["journal_since"], params["journal_timeout"])
         secrets = [*params["secrets"], *([params["api_key"]] if params["api_key"] else [])]
         report["journal"], report["failure"] = journal_report(lines, params["journal_lines"], secrets)
+    report["layout"], report["mismatches"] = None, []
+    if params["expect"]:
+        step.doing = "comparing what the server reports with expect"
+        if needs_journal(params["expect"]):
+            report["layout"] = engine_layout(engine_start_lines(module, params["unit"], params["journal_timeout"]))
+        report["mismatches"], notes = mismatches(params["expect"], report, report["layout"])
+        for note in notes:
+            module.warn(note)
     report = redact(report, known_secrets(params))
     if params["fail_on_unreachable"] and not report["reachable"]:
         module.fail_json(msg=f"vLLM server at {url} is not reachable: {report['error']}", **report)
@@ -621,6 +708,17 @@ def main() -> None:
             "journal_timeout": {"type": "float", "default": 30},
             "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
             "fail_on_unreachable": {"type": "bool", "default": False},
+            "expect": {
+                "type": "dict",
+                "options": {
+                    "version": {"type": "str"},
+                    "served_model_name": {"type": "str"},
+                    "gpu_memory_utilization": {"type": "float"},
+                    "kv_cache_memory_bytes": {"type": "int"},
+                    "tensor_parallel_size": {"type": "int"},
+                    "pipeline_parallel_size": {"type": "int"},
+                },
+            },
         },
         supports_check_mode=True,
     )

