@@ -225,13 +225,30 @@ options:
   baseline:
     description:
       - An earlier result file of this module to compare with.
-      - With O(rounds) of 2 or more the baseline must hold its rounds (files this module writes with rounds do);
-        every headline metric then gets a verdict (RV(verdicts)), from a Mann-Whitney U test on the two sets of
-        rounds with the Hodges-Lehmann estimate of the change and its distribution-free confidence interval
-        (module_utils/vllm_verdict.py). A baseline whose workload (RV(workload)) differs is refused as not
-        comparable, naming the field, before any load; one without rounds is refused, saying how to record one.
+      - With O(rounds) of 2 or more the baseline must hold its rounds (files this module writes with rounds do),
+        and a verdict needs O(baseline_sessions) sessions in it, runs at different times, each with its rounds
+        (a result file is one session; O(baseline_update_path) adds one). Every headline metric then gets a
+        verdict (RV(verdicts)), the prediction interval of this run's mean among the sessions' means, on the log
+        scale, by Student's t with sessions - 1 degrees of freedom (module_utils/vllm_verdict.py says why not a
+        test on rounds). A baseline whose workload (RV(workload)) differs is refused as not comparable, naming
+        the field, before any load; one without rounds is refused, saying how to record one.
       - With O(rounds=1), single values are compared (RV(baseline_comparison)), also against a
         C(vllm bench serve --save-result) file; one sample each, so noise can flip that comparison.
+    type: path
+  baseline_sessions:
+    description:
+      - The sessions a baseline must hold before this run is judged against it, at least 2. With fewer, RV(verdicts)
+        is empty and RV(baseline_status) says how many there are.
+      - More sessions narrow the interval (the t quantile falls from 4.30 at 3 sessions to 2.78 at 5).
+    type: int
+    default: 3
+  baseline_update_path:
+    description:
+      - Where to write the baseline with this run added as its newest session, when this run passed and either no
+        O(baseline) was given (a new baseline of one session) or the baseline holds fewer than
+        O(baseline_sessions) sessions and this run's O(context) is the baseline's. Nothing is written when the
+        baseline is complete, or when what the run ran on changed (RV(baseline_status) says which).
+      - RV(baseline_status.written) tells whether it was written.
     type: path
   max_regression_pct:
     description:
@@ -419,10 +436,11 @@ round_summary:
   type: dict
 verdicts:
   description:
-    - Per headline metric, against the baseline's rounds, C(verdict) (V(faster), V(slower), V(no significant change)
-      or V(too noisy)), C(change_pct) and its interval C(ci_low_pct)..C(ci_high_pct), C(p_value) (Mann-Whitney U),
-      C(detectable_pct), C(fails) and C(text), for example "slower by 14.8% (95% CI 11.2% to 18.1%)".
-    - Empty without a baseline with rounds.
+    - Per headline metric, against the baseline's sessions, C(verdict) (V(faster), V(slower), V(no significant
+      change) or V(too noisy)), C(change_pct) and its interval C(ci_low_pct)..C(ci_high_pct), C(p_value)
+      (Student's t), C(detectable_pct), C(sessions), C(fails) and C(text), for example "slower by 14.8% (95% CI
+      11.2% to 18.1%)".
+    - Empty without a baseline with rounds, or while it holds fewer than O(baseline_sessions) sessions.
   returned: when requests were sent
   type: dict
 capacity:
@@ -456,6 +474,14 @@ verdict_brief:
     without verdicts.
   returned: when requests were sent
   type: str
+baseline_status:
+  description:
+    - With O(baseline) or O(baseline_update_path), C(sessions) (in the baseline), C(needed) (O(baseline_sessions)),
+      C(judged), C(add) (this run belongs in the baseline), C(written) (O(baseline_update_path) was written) and
+      C(text), for example "not judged yet, the baseline holds 1 of the 3 sessions a verdict needs; this run is
+      added as session 2".
+  returned: when requests were sent
+  type: dict
 context_changes:
   description: What differs between the baseline's O(context) and this run's, such as "driver 550.54 → 580.95".
   returned: when compared with a baseline with rounds
@@ -512,9 +538,11 @@ from ansible.module_utils.vllm_bench_rounds import (
     DEFAULT_JUDGED,
     ROUNDS_FORMAT,
     BaselineError,
+    baseline_status,
     brief,
     comparability_errors,
     context_diff,
+    extended_baseline,
     read_baseline,
     round_lines,
     round_values,
@@ -580,6 +608,8 @@ def argument_spec() -> dict[str, Any]:
         "result_path": {"type": "path"},
         "thresholds": {"type": "dict", "default": {}},
         "baseline": {"type": "path"},
+        "baseline_sessions": {"type": "int", "default": 3},
+        "baseline_update_path": {"type": "path"},
         "max_regression_pct": {"type": "float"},
         "validate_certs": {"type": "bool", "default": True},
         "context": {"type": "dict", "default": {}},
@@ -621,6 +651,16 @@ def parameter_errors(params: dict[str, Any]) -> list[str]:
             errors.append(f"max_regression_pct must be 0 or more, got {params['max_regression_pct']}")
     if params["rounds"] < 1:
         errors.append(f"rounds must be at least 1, got {params['rounds']}")
+    if params["baseline_sessions"] < 2:
+        errors.append(
+            f"baseline_sessions must be at least 2 (the spread between sessions cannot be known from one), got "
+            f"{params['baseline_sessions']}"
+        )
+    if params["baseline_update_path"] and params["rounds"] < 2:
+        errors.append(
+            f"baseline_update_path needs rounds of 2 or more (a baseline session is a run of rounds), got "
+            f"rounds={params['rounds']}"
+        )
     if not 0 < params["confidence"] < 1:
         errors.append(f"confidence must be between 0 and 1 (e.g. 0.95), got {params['confidence']}")
     if not params["detect_pct"] > 0:
@@ -1051,16 +1091,20 @@ def run(module: AnsibleModule, step: Step) -> None:
     round_summary = summaries(round_metrics, params["mode"], params["confidence"])
     round_verdicts: dict[str, Any] = {}
     changes: list[str] = []
-    if rounds_baseline is not None and len(round_metrics) >= 2:
+    status: dict[str, Any] = {}
+    if rounds_baseline is not None:
+        changes = context_diff(rounds_baseline, params["context"] or {})
+    if (rounds_baseline is not None or params["baseline_update_path"]) and len(round_metrics) >= 2:
+        status = baseline_status(rounds_baseline, params["baseline_sessions"], changes)
+    if status.get("judged"):
         round_verdicts = verdicts(
-            rounds_baseline["rounds"],
+            rounds_baseline["sessions"],
             round_metrics,
             params["mode"],
             params["confidence"],
             params["max_regression_pct"],
             params["detect_pct"],
         )
-        changes = context_diff(rounds_baseline, params["context"] or {})
     markdown = markdown_table(metrics, params["mode"])
     if comparison:
         markdown += "\n" + comparison_markdown(comparison)
@@ -1069,6 +1113,8 @@ def run(module: AnsibleModule, step: Step) -> None:
         lines += round_lines(round_summary, params["rounds"])
     if round_verdicts:
         lines += verdict_lines(round_verdicts, judged(params), changes)
+    elif status:
+        lines.append(f"Baseline: {status['text']}")
     result: dict[str, Any] = {
         "metrics": metrics,
         "failures": failures,
@@ -1082,6 +1128,7 @@ def run(module: AnsibleModule, step: Step) -> None:
         "verdicts": round_verdicts,
         "verdict_brief": brief(round_verdicts),
         "context_changes": changes,
+        "baseline_status": status,
         "prompt_source": prompt_source,
         "server_version": server_version,
         "model": model,
@@ -1112,8 +1159,9 @@ def run(module: AnsibleModule, step: Step) -> None:
     result = redact(result, secrets)
     problems = redact(problems, secrets)
     result["result_path"] = None
-    if params["result_path"]:
-        step.doing = f"writing result_path {params['result_path']}"
+    if status:
+        status["written"] = False
+    if params["result_path"] or (status.get("add") and params["baseline_update_path"]):
         samples, sample_counts = latency_samples(results)
         record = {
             **result,
@@ -1128,12 +1176,31 @@ def run(module: AnsibleModule, step: Step) -> None:
             "passed": not problems,
             "problems": problems,
         }
+    if params["result_path"]:
+        step.doing = f"writing result_path {params['result_path']}"
         try:
             write_json_atomic(params["result_path"], redact(record, secrets))
         except OSError as exc:
             fail(module, secrets, f"cannot write result_path {params['result_path']!r}: {exc}", **result)
         result["result_path"] = params["result_path"]
-    changed = result["result_path"] is not None
+    if status.get("add") and params["baseline_update_path"] and not problems:
+        # Only a run that passed joins the baseline: a failed one measured something else.
+        step.doing = f"writing baseline_update_path {params['baseline_update_path']}"
+        try:
+            write_json_atomic(
+                params["baseline_update_path"], redact(extended_baseline(rounds_baseline, record), secrets)
+            )
+        except OSError as exc:
+            fail(
+                module,
+                secrets,
+                f"cannot write baseline_update_path {params['baseline_update_path']!r}: {exc}",
+                **result,
+            )
+        status["written"] = True
+    if status:
+        result["baseline_status"] = redact(status, secrets)
+    changed = result["result_path"] is not None or bool(status.get("written"))
     if problems:
         fail(module, secrets, "vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
     module.exit_json(changed=changed, msg=lines[1] + "; " + lines[2], **result)

