@@ -936,7 +936,7 @@ def run_capacity(module, step, plan, target, client, model, server_version, dead
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         try:
-            write_json_atomic(params["result_path"], redact(record, secrets))
+            write_json_atomic(params["result_path"], record)
         except OSError as exc:
             fail(module, secrets, f"cannot write result_path {params['result_path']!r}: {exc}", **result)
         result["result_path"] = params["result_path"]
@@ -1159,9 +1159,9 @@ def run(module: AnsibleModule, step: Step) -> None:
     result = redact(result, secrets)
     problems = redact(problems, secrets)
     result["result_path"] = None
-    if status:
-        status["written"] = False
-    if params["result_path"] or (status.get("add") and params["baseline_update_path"]):
+    # Only a run that passed joins the baseline: a failed one measured something else.
+    joins = bool(status.get("add") and params["baseline_update_path"] and not problems)
+    if params["result_path"] or joins:
         samples, sample_counts = latency_samples(results)
         record = {
             **result,
@@ -1176,17 +1176,18 @@ def run(module: AnsibleModule, step: Step) -> None:
             "passed": not problems,
             "problems": problems,
         }
+        record = redact(record, secrets)
     if params["result_path"]:
         step.doing = f"writing result_path {params['result_path']}"
         try:
-            write_json_atomic(params["result_path"], redact(record, secrets))
+            write_json_atomic(params["result_path"], record)
         except OSError as exc:
             fail(module, secrets, f"cannot write result_path {params['result_path']!r}: {exc}", **result)
         result["result_path"] = params["result_path"]
-    if status.get("add") and params["baseline_update_path"] and not problems:
-        # Only a run that passed joins the baseline: a failed one measured something else.
+    if joins:
         step.doing = f"writing baseline_update_path {params['baseline_update_path']}"
         try:
+            # The baseline's earlier sessions come from a file: redacted as well.
             write_json_atomic(
                 params["baseline_update_path"], redact(extended_baseline(rounds_baseline, record), secrets)
             )
@@ -1197,10 +1198,9 @@ def run(module: AnsibleModule, step: Step) -> None:
                 f"cannot write baseline_update_path {params['baseline_update_path']!r}: {exc}",
                 **result,
             )
-        status["written"] = True
     if status:
-        result["baseline_status"] = redact(status, secrets)
-    changed = result["result_path"] is not None or bool(status.get("written"))
+        result["baseline_status"] = redact({**status, "written": joins}, secrets)
+    changed = result["result_path"] is not None or joins
     if problems:
         fail(module, secrets, "vllm_benchmark failed: " + " | ".join(problems), changed=changed, **result)
     module.exit_json(changed=changed, msg=lines[1] + "; " + lines[2], **result)

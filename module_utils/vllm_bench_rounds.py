@@ -128,42 +128,28 @@ def extended_baseline(baseline: Mapping[str, Any] | None, record: Mapping[str, A
 
 def baseline_status(baseline: Mapping[str, Any] | None, needed: int, changes: list[str]) -> dict[str, Any]:
     """Whether this run is judged against the baseline or added to it, and why, for people and machines."""
+    have = len(baseline["sessions"]) if baseline is not None else 0
+    judged = have >= needed
+    add = not judged and not changes
     if baseline is None:
-        return {
-            "sessions": 0,
-            "needed": needed,
-            "judged": False,
-            "add": True,
-            "text": f"no baseline: this run is its first session of the {needed} a verdict needs",
-        }
-    have = len(baseline["sessions"])
-    if have >= needed:
-        return {
-            "sessions": have,
-            "needed": needed,
-            "judged": True,
-            "add": False,
-            "text": f"judged against a baseline of {have} sessions ({baseline['finished_at'][0]} to "
-            f"{baseline['finished_at'][-1]})",
-        }
-    if changes:
-        return {
-            "sessions": have,
-            "needed": needed,
-            "judged": False,
-            "add": False,
-            "text": f"not judged: the baseline holds {have} of the {needed} sessions a verdict needs, and this "
-            f"run was not added to it because what it ran on changed ({', '.join(changes)}); record a new "
-            "baseline on the new setup (vllm_verify_record_baseline=true)",
-        }
-    return {
-        "sessions": have,
-        "needed": needed,
-        "judged": False,
-        "add": True,
-        "text": f"not judged yet: the baseline holds {have} of the {needed} sessions a verdict needs; this run "
-        f"is added as session {have + 1} (each verification of the unchanged host adds one)",
-    }
+        text = f"no baseline: this run is its first session of the {needed} a verdict needs"
+    elif judged:
+        text = (
+            f"judged against a baseline of {have} sessions ({baseline['finished_at'][0]} to "
+            f"{baseline['finished_at'][-1]})"
+        )
+    elif changes:
+        text = (
+            f"not judged: the baseline holds {have} of the {needed} sessions a verdict needs, and this run was not "
+            f"added to it because what it ran on changed ({', '.join(changes)}); record a new baseline on the new "
+            "setup (vllm_verify_record_baseline=true)"
+        )
+    else:
+        text = (
+            f"not judged yet: the baseline holds {have} of the {needed} sessions a verdict needs; this run is added "
+            f"as session {have + 1} (each verification of the unchanged host adds one)"
+        )
+    return {"sessions": have, "needed": needed, "judged": judged, "add": add, "text": text}
 
 
 def comparability_errors(baseline: Mapping[str, Any], workload: Mapping[str, Any], path: str) -> list[str]:
